@@ -1,0 +1,255 @@
+"""The proxy's own message types: frozen request and response heads, and the stored entry.
+
+Everything past the ASGI edge speaks these types, never Starlette's, aiohttp's or Redis's. Header names keep the case
+they arrived with (the upstream sees what the client sent) and are compared case-insensitively. Header text is latin-1,
+as on the wire (RFC 9110 §5.5), so every byte survives the round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+
+HeaderPairs = tuple[tuple[str, str], ...]
+
+
+class Headers:
+    """An immutable, ordered, case-insensitive, multi-valued header list."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: HeaderPairs = tuple(items)
+
+    @classmethod
+    def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """Build from ASGI-style byte pairs."""
+        return cls((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
+
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        """ASGI-style byte pairs, names lower-cased as ASGI requires."""
+        return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self._items]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name``, or ``default``."""
+        lname = name.lower()
+        for k, v in self._items:
+            if k.lower() == lname:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name`` in order (each field line is one element; no comma splitting)."""
+        lname = name.lower()
+        return [v for k, v in self._items if k.lower() == lname]
+
+    def get_list(self, name: str) -> list[str]:
+        """Every comma-separated list member of ``name``, stripped, empty members dropped (RFC 9110 §5.6.1).
+
+        Quoted strings are not split: ``a, "b, c"`` gives ``['a', '"b, c"']``.
+        """
+        out: list[str] = []
+        for value in self.get_all(name):
+            out.extend(split_list(value))
+        return out
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        lname = name.lower()
+        return any(k.lower() == lname for k, _ in self._items)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return self._items == other._items
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self._items)!r})"
+
+    def items(self) -> HeaderPairs:
+        return self._items
+
+    def names(self) -> set[str]:
+        """The lower-cased names present."""
+        return {k.lower() for k, _ in self._items}
+
+    def without(self, *names: str) -> Headers:
+        """A copy without any field named in ``names`` (case-insensitive)."""
+        drop = {n.lower() for n in names}
+        if not drop:
+            return self
+        return Headers((k, v) for k, v in self._items if k.lower() not in drop)
+
+    def with_(self, name: str, value: str) -> Headers:
+        """A copy where ``name`` has exactly one value, placed where the first old one was (or at the end)."""
+        lname = name.lower()
+        out: list[tuple[str, str]] = []
+        placed = False
+        for k, v in self._items:
+            if k.lower() == lname:
+                if not placed:
+                    out.append((name, value))
+                    placed = True
+                continue
+            out.append((k, v))
+        if not placed:
+            out.append((name, value))
+        return Headers(out)
+
+    def adding(self, name: str, value: str) -> Headers:
+        """A copy with one more field line at the end."""
+        return Headers((*self._items, (name, value)))
+
+    def merged(self, updates: Headers) -> Headers:
+        """A copy where every field named in ``updates`` is replaced by all of its values there."""
+        names = updates.names()
+        kept = [(k, v) for k, v in self._items if k.lower() not in names]
+        return Headers((*kept, *updates.items()))
+
+
+def split_list(value: str) -> list[str]:
+    """Split one field value on commas outside quoted strings; strip members, drop empty ones."""
+    if '"' not in value:
+        return [p.strip() for p in value.split(",") if p.strip()]
+    out: list[str] = []
+    buf: list[str] = []
+    quoted = False
+    escaped = False
+    for ch in value:
+        if escaped:
+            buf.append(ch)
+            escaped = False
+        elif ch == "\\" and quoted:
+            buf.append(ch)
+            escaped = True
+        elif ch == '"':
+            buf.append(ch)
+            quoted = not quoted
+        elif ch == "," and not quoted:
+            member = "".join(buf).strip()
+            if member:
+                out.append(member)
+            buf = []
+        else:
+            buf.append(ch)
+    member = "".join(buf).strip()
+    if member:
+        out.append(member)
+    return out
+
+
+VIA = "1.1 cacheproxy"
+# Fields the cache recomputes (Age) or keeps to itself (the origin's purge tags).
+HIDDEN_FIELDS = frozenset({"age", "surrogate-key", "cache-tag"})
+
+
+def serving_headers(headers: Headers, body_length: int | None) -> list[tuple[bytes, bytes]]:
+    """Response fields as ASGI pairs for a client: hidden fields dropped, ``Via`` appended, ``Content-Length`` set."""
+    out: list[tuple[bytes, bytes]] = []
+    via: list[str] = []
+    has_length = False
+    for name, value in headers:
+        lname = name.lower()
+        if lname in HIDDEN_FIELDS:
+            continue
+        if lname == "via":
+            via.append(value)
+            continue
+        if lname == "content-length":
+            has_length = True
+        out.append((lname.encode("latin-1"), value.encode("latin-1")))
+    if body_length is not None and not has_length:
+        out.append((b"content-length", str(body_length).encode()))
+    via.append(VIA)
+    out.append((b"via", ", ".join(via).encode("latin-1")))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """What the proxy knows about a request before its body.
+
+    ``path`` is the raw path as the client sent it (percent-encoding kept byte for byte, latin-1 decoded);
+    ``query`` is the raw query string without ``?``; ``host`` is the Host the client asked for.
+    """
+
+    method: str
+    scheme: str
+    host: str
+    path: str
+    query: str = ""
+    headers: Headers = field(default_factory=Headers)
+    client: str | None = None
+
+    @property
+    def target(self) -> str:
+        """The request target in origin-form: path plus ``?query`` when there is one."""
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+    @property
+    def url(self) -> str:
+        """The effective request URI (RFC 9110 §7.1)."""
+        return f"{self.scheme}://{self.host}{self.target}"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    status: int
+    headers: Headers = field(default_factory=Headers)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stored response: one variant of one primary key.
+
+    ``initial_age`` is the corrected initial age of RFC 9111 §4.2.3, so the current age is
+    ``initial_age + (now - response_time)``. ``freshness``, ``stale_while_revalidate`` and ``stale_if_error`` are
+    computed once, when the entry is stored, from the response and the route that stored it, so that a later rules reload does not change what an entry was given.
+    ``vary`` holds the normalised values of the request fields named by the response's ``Vary`` (``None`` when the field
+    was absent); ``vary`` of ``(("*", None),)`` never matches. ``authorized`` records that the storing request carried
+    ``Authorization``.
+    """
+
+    key: str
+    url: str
+    head: ResponseHead
+    body: bytes
+    request_time: float
+    response_time: float
+    freshness: float
+    initial_age: float = 0.0
+    stale_while_revalidate: float = 0.0
+    stale_if_error: float = 0.0
+    vary: tuple[tuple[str, str | None], ...] = ()
+    tags: tuple[str, ...] = ()
+    authorized: bool = False
+
+    @cached_property
+    def variant(self) -> str:
+        """Identifies the variant within its key: entries with the same ``variant`` replace each other."""
+        return "\x1f".join(k if v is None else f"{k}={v}" for k, v in self.vary)
+
+    @cached_property
+    def wire_headers(self) -> list[tuple[bytes, bytes]]:
+        """The stored head as ASGI pairs for serving, computed once per entry object (the hit path reuses it).
+
+        Drops what a client must not see or what the cache recomputes (``Age``, the tag fields), makes sure there is a
+        ``Content-Length`` and appends this proxy to ``Via`` (RFC 9110 §7.6.3).
+        """
+        return serving_headers(self.head.headers, len(self.body))
+
+    @property
+    def size(self) -> int:
+        """Bytes charged against a store's budget: body, headers and a fixed per-entry overhead."""
+        return len(self.body) + sum(len(k) + len(v) + 4 for k, v in self.head.headers) + len(self.url) + 256

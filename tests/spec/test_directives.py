@@ -1,0 +1,140 @@
+"""RFC 9111 §5.2 Cache-Control parsing, §5.4 Pragma, and RFC 9213 targeted fields."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.messages import Headers
+from proxy.spec.directives import (
+    DELTA_MAX,
+    parse_delta,
+    parse_directives,
+    request_directives,
+    response_directives,
+)
+
+PARSE = {
+    "rfc9111-5.2-names-case-insensitive": (["Max-Age=5, NO-STORE"], {"max-age": "5", "no-store": None}),
+    "rfc9111-5.2-quoted-value-unquoted": (['max-age="30"'], {"max-age": "30"}),
+    "rfc9111-5.2-quoted-escape": ([r'x="a\"b"'], {"x": 'a"b'}),
+    "rfc9111-5.2-quoted-comma-not-split": (
+        ['private="A, B", max-age=1'],
+        {"private": "A, B", "max-age": "1"},
+    ),
+    "rfc9111-4.2.1-duplicate-first-wins": (["max-age=60, max-age=10"], {"max-age": "60"}),
+    "rfc9111-4.2.1-duplicate-across-lines-first-wins": (
+        ["max-age=1", "MAX-AGE=2, public"],
+        {"max-age": "1", "public": None},
+    ),
+    "rfc9111-5.2.3-unknown-directive-kept": (["community=UCI, foo"], {"community": "UCI", "foo": None}),
+    "rfc9111-5.2-whitespace-and-empty-members": (
+        [" , no-cache ,, max-age = 5 "],
+        {"no-cache": None, "max-age": "5"},
+    ),
+    "rfc9111-5.2-empty-value": (["x="], {"x": ""}),
+    "rfc9111-5.2-nothing": ([], {}),
+}
+
+
+@pytest.mark.parametrize(("lines", "expected"), PARSE.values(), ids=PARSE.keys())
+def test_parse_directives(lines: list[str], expected: dict[str, str | None]) -> None:
+    assert dict(parse_directives(lines).items) == expected
+
+
+DELTAS = {
+    "rfc9111-1.2.2-plain": ("60", 60),
+    "rfc9111-5.2-quoted-digits": ('"60"', 60),
+    "rfc9111-1.2.2-negative-invalid": ("-1", None),
+    "rfc9111-1.2.2-fraction-invalid": ("1.5", None),
+    "rfc9111-1.2.2-empty-invalid": ("", None),
+    "rfc9111-1.2.2-non-ascii-digits-invalid": ("\u0663", None),
+    "rfc9111-1.2.2-overflow-capped": ("99999999999999", DELTA_MAX),
+    "rfc9111-1.2.2-absent": (None, None),
+}
+
+
+@pytest.mark.parametrize(("value", "expected"), DELTAS.values(), ids=DELTAS.keys())
+def test_parse_delta(value: str | None, expected: int | None) -> None:
+    assert parse_delta(value) == expected
+
+
+DIRECTIVE_DELTA = {
+    "rfc9111-4.2.1-malformed-is-zero": ("max-age=soon", 0),
+    "rfc9111-4.2.1-negative-is-zero": ("max-age=-10", 0),
+    "rfc9111-4.2.1-no-value-is-zero": ("max-age", 0),
+    "rfc9111-4.2.1-absent-is-none": ("public", None),
+    "rfc9111-4.2.1-valid": ("max-age=7", 7),
+}
+
+
+@pytest.mark.parametrize(("line", "expected"), DIRECTIVE_DELTA.values(), ids=DIRECTIVE_DELTA.keys())
+def test_directive_delta(line: str, expected: int | None) -> None:
+    assert parse_directives([line]).delta("max-age") == expected
+
+
+FIELD_NAMES = {
+    "rfc9111-5.2.2.7-qualified-private": ('private="Set-Cookie, X-User"', ("set-cookie", "x-user")),
+    "rfc9111-5.2.2.7-unquoted-field-name": ("private=X-A", ("x-a",)),
+    "rfc9111-5.2.2.7-bare-private": ("private", ()),
+    "rfc9111-5.2.2.7-absent": ("public", ()),
+}
+
+
+@pytest.mark.parametrize(("line", "expected"), FIELD_NAMES.values(), ids=FIELD_NAMES.keys())
+def test_field_names(line: str, expected: tuple[str, ...]) -> None:
+    assert parse_directives([line]).field_names("private") == expected
+
+
+REQUEST = {
+    "rfc9111-5.4-pragma-without-cache-control": ([("Pragma", "no-cache")], {"no-cache": None}),
+    "rfc9111-5.4-pragma-case-insensitive": ([("Pragma", "x, No-Cache")], {"no-cache": None}),
+    "rfc9111-5.4-pragma-ignored-with-cache-control": (
+        [("Pragma", "no-cache"), ("Cache-Control", "max-age=5")],
+        {"max-age": "5"},
+    ),
+    "rfc9111-5.4-other-pragma-ignored": ([("Pragma", "foo")], {}),
+    "rfc9111-5.2.1-request-cache-control": (
+        [("cache-control", "no-store, max-stale")],
+        {"no-store": None, "max-stale": None},
+    ),
+}
+
+
+@pytest.mark.parametrize(("fields", "expected"), REQUEST.values(), ids=REQUEST.keys())
+def test_request_directives(fields: list[tuple[str, str]], expected: dict[str, str | None]) -> None:
+    assert dict(request_directives(Headers(fields)).items) == expected
+
+
+RESPONSE = {
+    "rfc9213-cdn-cache-control-wins": (
+        [("Cache-Control", "no-store"), ("CDN-Cache-Control", "max-age=60")],
+        {"max-age": "60"},
+        True,
+    ),
+    "rfc9213-empty-cdn-cache-control-ignored": (
+        [("CDN-Cache-Control", " "), ("Cache-Control", "max-age=5")],
+        {"max-age": "5"},
+        False,
+    ),
+    "rfc9111-5.2-cache-control-alone": ([("Cache-Control", "max-age=5")], {"max-age": "5"}, False),
+    "rfc9111-5.4-pragma-ignored-in-responses": ([("Pragma", "no-cache")], {}, False),
+}
+
+
+@pytest.mark.parametrize(("fields", "expected", "targeted"), RESPONSE.values(), ids=RESPONSE.keys())
+def test_response_directives(
+    fields: list[tuple[str, str]], expected: dict[str, str | None], targeted: bool
+) -> None:
+    parsed = response_directives(Headers(fields))
+    assert dict(parsed.items) == expected
+    assert parsed.targeted is targeted
+
+
+def test_rfc9111_5_2_has_and_value() -> None:
+    parsed = parse_directives(["Public, s-maxage=9"])
+    assert parsed.has("public")
+    assert "s-maxage" in parsed
+    assert parsed.value("s-maxage") == "9"
+    assert not parsed.has("private")
+    assert bool(parsed)
+    assert not parse_directives([])

@@ -1,0 +1,167 @@
+"""The in-process store: an LRU bounded in bytes, with a time-to-live per entry.
+
+Theory of operation: one ``OrderedDict`` keyed by ``(key, variant)`` keeps the recency order (oldest
+first), so get, put and evict are O(1). Two indexes sit beside it: key -> its variants (in the order
+they were stored, to drop the oldest when a key holds too many) and tag -> its ``(key, variant)``
+pairs, for purges by tag. Every removal goes through ``_remove`` so the byte count and both indexes
+never drift.
+
+Each entry is charged ``Entry.size`` (body, headers and a fixed overhead). An entry larger than the
+whole budget is not stored, as in cachetools: storing is best-effort. Expired entries are dropped
+lazily, when a ``get`` meets them or when eviction reaches them; they are never counted as LRU
+evictions, nor by the delete methods' counts.
+
+The store lives inside one event loop and never awaits, so it takes no locks. Bodies are never copied.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from urllib.parse import urlsplit
+
+from proxy.clock import SYSTEM_CLOCK, Clock
+from proxy.messages import Entry
+from proxy.storage.base import StoreStats
+
+Ident = tuple[str, str]  # (primary key, Entry.variant)
+
+
+class _Slot:
+    __slots__ = ("entry", "expires", "size")
+
+    def __init__(self, entry: Entry, expires: float, size: int) -> None:
+        self.entry = entry
+        self.expires = expires
+        self.size = size
+
+
+def url_path(url: str) -> str:
+    """What purge by prefix compares: the part of an absolute URL after scheme and host (path, ``?query``)."""
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
+class MemoryStorage:
+    """A byte-bounded LRU of entries, per process (the default store)."""
+
+    name = "memory"
+
+    def __init__(
+        self, budget: int = 256 * 1024 * 1024, *, clock: Clock = SYSTEM_CLOCK, max_variants: int = 16
+    ) -> None:
+        if budget < 0:
+            raise ValueError(f"memory budget must not be negative, got {budget}")
+        if max_variants < 1:
+            raise ValueError(f"max_variants must be at least 1, got {max_variants}")
+        self._budget = budget
+        self._clock = clock
+        self._max_variants = max_variants
+        self._lru: OrderedDict[Ident, _Slot] = OrderedDict()
+        self._variants: dict[str, dict[str, None]] = {}  # an insertion-ordered set per key
+        self._tags: dict[str, set[Ident]] = {}
+        self._bytes = 0
+        self._evictions = 0
+
+    async def get(self, key: str) -> list[Entry]:
+        """Every live variant of ``key``, each marked as recently used; expired ones are dropped here."""
+        variants = self._variants.get(key)
+        if not variants:
+            return []
+        now = self._clock.monotonic()
+        found: list[Entry] = []
+        for variant in list(variants):
+            ident = (key, variant)
+            slot = self._lru[ident]
+            if slot.expires <= now:
+                self._remove(ident)
+                continue
+            self._lru.move_to_end(ident)
+            found.append(slot.entry)
+        return found
+
+    async def put(self, key: str, entry: Entry, ttl: float) -> None:
+        """Store ``entry`` for ``ttl`` seconds, replacing its variant; then evict down to the budget.
+
+        An entry that cannot be stored (larger than the budget, ``ttl`` not positive) still removes the
+        variant it would have replaced: that one is superseded by a newer response.
+        """
+        ident = (key, entry.variant)
+        if ident in self._lru:
+            self._remove(ident)
+        size = entry.size
+        if size > self._budget or ttl <= 0:
+            return
+        self._lru[ident] = _Slot(entry, self._clock.monotonic() + ttl, size)
+        self._bytes += size
+        variants = self._variants.setdefault(key, {})
+        variants[entry.variant] = None
+        for tag in entry.tags:
+            self._tags.setdefault(tag, set()).add(ident)
+        if len(variants) > self._max_variants:
+            self._remove((key, next(iter(variants))))
+        self._evict()
+
+    async def delete(self, key: str) -> int:
+        """Remove every variant of ``key``; return how many live entries went."""
+        variants = self._variants.get(key)
+        if not variants:
+            return 0
+        return self._remove_all([(key, variant) for variant in variants])
+
+    async def delete_tag(self, tag: str) -> int:
+        """Remove every entry carrying ``tag``; return how many live entries went."""
+        idents = self._tags.get(tag)
+        if not idents:
+            return 0
+        return self._remove_all(list(idents))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove every entry whose URL path (plus query) starts with ``prefix``, whatever its host. O(n)."""
+        doomed = [ident for ident, slot in self._lru.items() if url_path(slot.entry.url).startswith(prefix)]
+        return self._remove_all(doomed)
+
+    async def stats(self) -> StoreStats:
+        """Counts include expired entries not yet dropped."""
+        return StoreStats(len(self._lru), self._bytes, self._budget, self._evictions)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self._lru.clear()
+        self._variants.clear()
+        self._tags.clear()
+        self._bytes = 0
+
+    def _evict(self) -> None:
+        """Drop least recently used entries until the bytes fit; only live victims count as evictions."""
+        now = self._clock.monotonic()
+        while self._bytes > self._budget and self._lru:
+            ident = next(iter(self._lru))
+            if self._remove(ident).expires > now:
+                self._evictions += 1
+
+    def _remove_all(self, idents: list[Ident]) -> int:
+        now = self._clock.monotonic()
+        live = 0
+        for ident in idents:
+            if self._remove(ident).expires > now:
+                live += 1
+        return live
+
+    def _remove(self, ident: Ident) -> _Slot:
+        """Remove one stored entry and every trace of it in the byte count and the indexes."""
+        slot = self._lru.pop(ident)
+        self._bytes -= slot.size
+        key, variant = ident
+        variants = self._variants[key]
+        del variants[variant]
+        if not variants:
+            del self._variants[key]
+        for tag in slot.entry.tags:
+            members = self._tags.get(tag)
+            if members is not None:
+                members.discard(ident)
+                if not members:
+                    del self._tags[tag]
+        return slot

@@ -1,0 +1,90 @@
+"""What the service hands back to the ASGI edge: an ``Answer``, built from a stored entry, an upstream response or an
+error. Headers are ASGI byte pairs ready to send, so the edge does no work beyond sending them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from proxy.messages import Entry, Headers, RequestHead, ResponseHead, serving_headers
+from proxy.spec.age import age_header_value
+from proxy.spec.validation import client_not_modified, not_modified_head
+
+
+class CacheOutcome(StrEnum):
+    """The metrics and access-log label of an answer (bounded set)."""
+
+    HIT = "hit"
+    MISS = "miss"
+    STALE = "stale"  # served stale (stale-while-revalidate, stale-if-error, max-stale)
+    REVALIDATED = "revalidated"  # a stored entry confirmed by a 304
+    COLLAPSED = "collapsed"  # answered from another request's fetch
+    BYPASS = "bypass"  # not cacheable by rule or method
+    ERROR = "error"  # the upstream failed and nothing stored could stand in
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+    release: Callable[[], Awaitable[None]] | None = None
+    outcome: CacheOutcome = CacheOutcome.MISS
+    detail: str = ""
+    route: str = "default"
+    upstream_time: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def entry_answer(
+    request: RequestHead, entry: Entry, age: float, status_line: str, outcome: CacheOutcome, detail: str = ""
+) -> Answer:
+    """Serve ``entry``: a 304 when the client's own validators match (RFC 9110 §13.1), no body for HEAD."""
+    age_pair = (b"age", age_header_value(age).encode())
+    status_pair = (b"cache-status", status_line.encode("latin-1"))
+    if entry.head.status == 200 and client_not_modified(request, entry.head):
+        head = not_modified_head(entry.head)
+        return Answer(
+            304, [*serving_headers(head.headers, None), age_pair, status_pair], outcome=outcome, detail=detail
+        )
+    body = b"" if request.method == "HEAD" else entry.body
+    return Answer(
+        entry.head.status, [*entry.wire_headers, age_pair, status_pair], body, outcome=outcome, detail=detail
+    )
+
+
+def response_answer(
+    request: RequestHead,
+    head: ResponseHead,
+    body: bytes | None,
+    status_line: str,
+    outcome: CacheOutcome,
+    detail: str = "",
+    *,
+    conditional: bool = True,
+) -> Answer:
+    """Answer with a response just received from the upstream (``body`` None: the caller streams it)."""
+    status_pair = (b"cache-status", status_line.encode("latin-1"))
+    if conditional and head.status == 200 and client_not_modified(request, head):
+        nm = not_modified_head(head)
+        return Answer(304, [*serving_headers(nm.headers, None), status_pair], outcome=outcome, detail=detail)
+    length = None if body is None else len(body)
+    headers = [*serving_headers(head.headers, length), status_pair]
+    payload = b"" if body is None or request.method == "HEAD" else body
+    return Answer(head.status, headers, payload, outcome=outcome, detail=detail)
+
+
+def error_answer(status: int, text: str, status_line: str, detail: str) -> Answer:
+    """A short plain-text error (502, 504): one line, never a traceback."""
+    body = (text.rstrip("\n") + "\n").encode()
+    headers = Headers(
+        (
+            ("content-type", "text/plain; charset=utf-8"),
+            ("cache-control", "no-store"),
+        )
+    )
+    pairs = [*serving_headers(headers, len(body)), (b"cache-status", status_line.encode("latin-1"))]
+    return Answer(status, pairs, body, outcome=CacheOutcome.ERROR, detail=detail)

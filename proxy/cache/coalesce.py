@@ -1,0 +1,130 @@
+"""Single-flight: one upstream fetch per cache key at a time, within a process and, with a lease, across processes.
+
+The first request for a key becomes the leader and runs the fetch in its own task, so the leader's client going away
+does not cancel what the followers wait on. The leader publishes one ``Outcome`` as early as it can:
+
+- ``Shared(entry)`` once a storable response is stored: each follower checks that the entry suits its own request
+  (Vary, Authorization) and serves it, or goes upstream itself;
+- ``NotShared(reason)`` as soon as the leader knows its response is not for others (private, Set-Cookie, too large to
+  store...): followers go upstream at once, in parallel, not queued behind one another;
+- ``Failed(error)`` when the upstream failed: every follower answers with the same error (or its stale entry).
+
+Followers wait at most the route's coalescing timeout. Outcomes are immutable snapshots; nothing is awaited while the
+flight table is being changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from proxy.errors import UpstreamError
+from proxy.messages import Entry
+from proxy.spec.decisions import Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class NotShared:
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The upstream failed. ``shared``: followers answer with the same error; otherwise they try themselves."""
+
+    error: UpstreamError
+    shared: bool = True
+
+
+Outcome = Shared | NotShared | Failed
+
+
+class Lease(Protocol):
+    """A cross-process lease on a key (Redis ``SET NX PX``), held by the process that fetches it."""
+
+    async def acquire(self, key: str) -> bool:
+        """Take the lease; False when another process holds it (or the lease store is unavailable: then True)."""
+        ...
+
+    async def wait(self, key: str, timeout: float) -> None:
+        """Return when the holder announces the key is done, the lease expires, or ``timeout`` passes."""
+        ...
+
+    async def release(self, key: str) -> None:
+        """Give the lease up and wake the processes waiting on it."""
+        ...
+
+
+class Flight:
+    """One in-progress fetch for a key. ``publish`` may be called many times; only the first outcome counts."""
+
+    __slots__ = ("_future", "key")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self._future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+    def publish(self, outcome: Outcome) -> None:
+        if not self._future.done():
+            self._future.set_result(outcome)
+
+    @property
+    def published(self) -> bool:
+        return self._future.done()
+
+    async def wait(self, timeout: float) -> Outcome | None:
+        """The leader's outcome, or ``None`` when ``timeout`` passed first."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._future), timeout)
+        except TimeoutError:
+            return None
+
+
+class Coalescer:
+    """The table of flights of one process."""
+
+    def __init__(self) -> None:
+        self._flights: dict[str, Flight] = {}
+        self.collapsed = 0  # followers answered from a leader's response, for metrics
+
+    def __len__(self) -> int:
+        return len(self._flights)
+
+    def join(self, key: str) -> tuple[Flight, bool]:
+        """The flight for ``key`` and whether the caller leads it (True) or follows (False)."""
+        flight = self._flights.get(key)
+        if flight is not None:
+            return flight, False
+        flight = Flight(key)
+        self._flights[key] = flight
+        return flight, True
+
+    def land(self, flight: Flight, fallback: Outcome) -> None:
+        """End ``flight``: publish ``fallback`` if the leader published nothing, and forget it."""
+        flight.publish(fallback)
+        if self._flights.get(flight.key) is flight:
+            del self._flights[flight.key]
+
+    def is_flying(self, key: str) -> bool:
+        return key in self._flights
+
+
+T = TypeVar("T")
+
+
+async def run_detached(work: Callable[[], Awaitable[T]], tasks: set[asyncio.Task[T]]) -> T:
+    """Run ``work`` in its own task so that cancelling the caller (a client that went away) does not cancel it.
+
+    The task is kept in ``tasks`` until it ends, so shutdown can wait for or cancel it.
+    """
+    task = asyncio.ensure_future(work())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return await asyncio.shield(task)

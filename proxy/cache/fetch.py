@@ -1,0 +1,241 @@
+"""One exchange with the upstream on behalf of the cache: send, decide storability, store, tell the followers.
+
+A leader publishes to its flight as early as it knows: ``NotShared`` right after the response head when the response
+is not for others (so followers go upstream at once), ``Shared(entry)`` once the entry is stored. Whatever happens, the
+flight is landed when the exchange ends, so no follower waits on a leader that is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+from proxy.cache.coalesce import Coalescer, Failed, Flight, Lease, NotShared, Shared
+from proxy.clock import Clock
+from proxy.errors import StorageError, UpstreamError, UpstreamTimeout
+from proxy.messages import Entry, RequestHead, ResponseHead
+from proxy.rules.model import Route
+from proxy.spec.decisions import DontStore, Forward, Fwd, Reason, Revalidate, Store
+from proxy.spec.storable import assess, surrogate_keys
+from proxy.spec.validation import conditional_request, merge_304, strip_conditionals, validator_matches
+from proxy.spec.vary import vary_names, vary_snapshot
+from proxy.storage.base import Storage
+from proxy.upstream import Upstream, UpstreamResponse
+
+log = logging.getLogger("cacheproxy.fetch")
+
+# RFC 5861 §4: the error statuses under which stale-if-error may serve a stale entry.
+ERROR_STATUSES = frozenset({500, 502, 503, 504})
+
+
+@dataclass(slots=True)
+class Exchange:
+    """The result of one upstream exchange, for the client that caused it."""
+
+    head: ResponseHead  # what this client gets (with its own Set-Cookie when the route strips them from the entry)
+    body: bytes | None  # None: too large to read whole; stream it from ``response``
+    upstream_status: int
+    elapsed: float
+    response: UpstreamResponse | None = None
+    entry: Entry | None = None
+    stored: bool = False
+    revalidated: bool = False  # a 304 confirmed ``entry``
+    detail: str = ""  # why it was not stored, if it was not
+    fallback_ok: bool = False  # an error status that stale-if-error may stand in for
+
+    def stream(self) -> AsyncIterator[bytes]:
+        if self.response is None:
+            raise RuntimeError("nothing to stream: the body was read whole")
+        return self.response.stream()
+
+    async def close(self) -> None:
+        if self.response is not None:
+            await self.response.release()
+
+
+def upstream_error_text(status: int, error: UpstreamError) -> str:
+    if isinstance(error, UpstreamTimeout) or status == 504:
+        return "504 Gateway Timeout: the upstream did not answer in time"
+    if error.detail == "connect-failed":
+        return "502 Bad Gateway: could not connect to the upstream"
+    return "502 Bad Gateway: the upstream sent an invalid or incomplete response"
+
+
+class Fetcher:
+    def __init__(self, *, upstream: Upstream, clock: Clock, coalescer: Coalescer, lease: Lease | None) -> None:
+        self.upstream = upstream
+        self.clock = clock
+        self.coalescer = coalescer
+        self.lease = lease
+
+    async def passthrough(
+        self, request: RequestHead, body: AsyncIterator[bytes] | None, route: Route
+    ) -> Exchange:
+        """Send ``request`` as it is, for bypassed routes and unsafe methods."""
+        started = self.clock.monotonic()
+        response = await self.upstream.send(request, body, read_limit=route.policy.max_object_size)
+        return Exchange(
+            response.head, response.body, response.head.status, self.clock.monotonic() - started, response
+        )
+
+    async def exchange(
+        self,
+        request: RequestHead,
+        body: AsyncIterator[bytes] | None,
+        route: Route,
+        key: str,
+        store: Storage,
+        decision: Revalidate | Forward,
+        flight: Flight | None,
+        store_it: bool = True,
+    ) -> Exchange:
+        try:
+            result = await self._exchange(request, body, route, key, store, decision, flight, store_it)
+        except UpstreamError as error:
+            if flight is not None:
+                self.coalescer.land(flight, Failed(error))
+            raise
+        finally:
+            if flight is not None:
+                self.coalescer.land(flight, NotShared(Reason.NOT_STORED))
+        return result
+
+    async def _exchange(
+        self,
+        request: RequestHead,
+        body: AsyncIterator[bytes] | None,
+        route: Route,
+        key: str,
+        store: Storage,
+        decision: Revalidate | Forward,
+        flight: Flight | None,
+        store_it: bool,
+    ) -> Exchange:
+        if isinstance(decision, Revalidate):
+            outgoing = conditional_request(request, decision.entry)
+        else:
+            outgoing = replace(strip_conditionals(request), method="GET")  # a HEAD miss fetches the GET to store
+        request_time = self.clock.now()
+        started = self.clock.monotonic()
+        response = await self.upstream.send(outgoing, body, read_limit=route.policy.max_object_size)
+        response_time = self.clock.now()
+        elapsed = self.clock.monotonic() - started
+        status = response.head.status
+        if isinstance(decision, Revalidate) and status == 304:
+            if validator_matches(decision.entry.head, response.head):
+                await response.release()
+                return await self._refreshed(
+                    outgoing, decision.entry, response.head, route, key, store, flight, (request_time, response_time),
+                    elapsed,
+                )
+            # RFC 9111 §4.3.4: a 304 that selects nothing stored: ask again without conditions.
+            await response.release()
+            return await self._exchange(
+                request, body, route, key, store, Forward(Fwd.STALE, Reason.STALE), flight, store_it
+            )
+        exchange = Exchange(response.head, response.body, status, elapsed, response)
+        if status in ERROR_STATUSES and _has_fallback(decision):
+            exchange.fallback_ok = True
+            _publish(flight, NotShared(Reason.STATUS))
+            return exchange
+        verdict = assess(
+            outgoing, response.head, route.policy,
+            request_time=request_time, response_time=response_time,
+            body_size=None if response.body is None else len(response.body),
+        )
+        if isinstance(verdict, DontStore) or response.body is None or not store_it:
+            reason = verdict.reason if isinstance(verdict, DontStore) else Reason.TOO_LARGE
+            exchange.detail = reason if store_it or response.body is None else Reason.COALESCE_TIMEOUT
+            _publish(flight, NotShared(reason))
+            return exchange
+        entry = _entry(key, outgoing, verdict, response.body, route, request_time, response_time)
+        exchange.entry = entry
+        exchange.stored = await _put(store, key, entry, verdict.ttl)
+        if not exchange.stored:
+            exchange.detail = Reason.STORE_ERROR
+        _publish(flight, Shared(entry))
+        return exchange
+
+    async def _refreshed(
+        self,
+        outgoing: RequestHead,
+        entry: Entry,
+        not_modified: ResponseHead,
+        route: Route,
+        key: str,
+        store: Storage,
+        flight: Flight | None,
+        times: tuple[float, float],
+        elapsed: float,
+    ) -> Exchange:
+        """RFC 9111 §4.3.4: freshen the stored entry with the 304's fields and keep serving its body."""
+        request_time, response_time = times
+        merged = merge_304(entry.head, not_modified, received=response_time)
+        verdict = assess(
+            outgoing, merged, route.policy,
+            request_time=request_time, response_time=response_time, body_size=len(entry.body),
+        )
+        if isinstance(verdict, DontStore):
+            fresh = replace(entry, head=merged, request_time=request_time, response_time=response_time)
+            _publish(flight, NotShared(verdict.reason))
+            return Exchange(merged, fresh.body, 304, elapsed, entry=fresh, revalidated=True, detail=verdict.reason)
+        fresh = replace(
+            _entry(key, outgoing, verdict, entry.body, route, request_time, response_time),
+            url=entry.url, vary=entry.vary, tags=tuple(dict.fromkeys((*entry.tags, *_tags(verdict, route)))),
+        )
+        stored = await _put(store, key, fresh, verdict.ttl)
+        _publish(flight, Shared(fresh))
+        detail = "" if stored else Reason.STORE_ERROR
+        return Exchange(fresh.head, fresh.body, 304, elapsed, entry=fresh, stored=stored, revalidated=True,
+                        detail=detail)
+
+
+def _publish(flight: Flight | None, outcome: Shared | NotShared) -> None:
+    if flight is not None:
+        flight.publish(outcome)
+
+
+def _has_fallback(decision: Revalidate | Forward) -> bool:
+    if isinstance(decision, Revalidate):
+        return decision.stale_if_error
+    return decision.fallback is not None
+
+
+def _tags(verdict: Store, route: Route) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*route.tags, *surrogate_keys(verdict.head.headers))))
+
+
+def _entry(
+    key: str,
+    request: RequestHead,
+    verdict: Store,
+    body: bytes,
+    route: Route,
+    request_time: float,
+    response_time: float,
+) -> Entry:
+    return Entry(
+        key=key,
+        url=request.url,
+        head=verdict.head,
+        body=body,
+        request_time=request_time,
+        response_time=response_time,
+        freshness=verdict.freshness,
+        initial_age=verdict.initial_age,
+        stale_while_revalidate=verdict.stale_while_revalidate,
+        stale_if_error=verdict.stale_if_error,
+        vary=vary_snapshot(vary_names(verdict.head), request),
+        tags=_tags(verdict, route),
+        authorized="authorization" in request.headers,
+    )
+
+
+async def _put(store: Storage, key: str, entry: Entry, ttl: float) -> bool:
+    try:
+        await store.put(key, entry, ttl)
+    except StorageError as error:
+        log.warning("storing %s failed: %s", entry.url, error)
+        return False
+    return True

@@ -1,0 +1,108 @@
+"""Settings of one proxy process, from the command line or ``CACHEPROXY_*`` environment variables.
+
+Workers started by uvicorn get their settings through the environment, so ``Settings.from_env`` is the one way a
+worker learns its configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from proxy.errors import ConfigError
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
+_UNITS = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """``256MiB``, ``512KiB``, ``1GiB`` or a plain number of bytes."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ConfigError(f"not a size: {text!r} (use e.g. 256MiB, 512KiB, 1GiB)")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[unit.lower() if unit else None])
+
+
+@dataclass(frozen=True)
+class Settings:
+    upstream: str
+    rules: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    store: str = "memory"
+    memory_budget: int = 256 * 1024 * 1024
+    l1_budget: int = 0
+    workers: int = 1
+    preserve_host: bool = False
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    admin_prefix: str = "/_cacheproxy"
+    admin_token: str | None = None
+    allow_purge_method: bool = False
+    log_format: str = "text"
+    access_log: bool = True
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.upstream)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"--upstream must be an http:// or https:// URL, got {self.upstream!r}")
+        if not (self.store == "memory" or self.store.startswith(("redis://", "rediss://", "redis+cluster://"))):
+            raise ConfigError(f"--store must be memory, redis://… or redis+cluster://…, got {self.store!r}")
+        if self.workers < 1:
+            raise ConfigError("--workers must be at least 1")
+        if self.workers > 1 and self.store == "memory":
+            raise ConfigError(
+                "--workers > 1 needs a shared store (--store redis://…): with the per-process memory store each "
+                "worker would keep its own cache, and a purge could not reach the other workers"
+            )
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("--log-format must be text or json")
+        if not self.admin_prefix.startswith("/") or self.admin_prefix.endswith("/"):
+            raise ConfigError("--admin-prefix must start with / and not end with /")
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes ``from_env`` rebuild these settings (for worker processes)."""
+        env: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            env[f"CACHEPROXY_{f.name.upper()}"] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        return env
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"CACHEPROXY_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, str(f.type), raw)
+        if "upstream" not in values:
+            raise ConfigError("no upstream: pass --upstream URL or set CACHEPROXY_UPSTREAM")
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _convert(name: str, type_name: str, raw: str) -> object:
+    if name in ("memory_budget", "l1_budget"):
+        return parse_size(raw)
+    if "bool" in type_name:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if "int" in type_name:
+        try:
+            return int(raw)
+        except ValueError as error:
+            raise ConfigError(f"CACHEPROXY_{name.upper()} must be a whole number, got {raw!r}") from error
+    if "float" in type_name:
+        try:
+            return float(raw)
+        except ValueError as error:
+            raise ConfigError(f"CACHEPROXY_{name.upper()} must be a number, got {raw!r}") from error
+    if "Path" in type_name:
+        return Path(raw)
+    return raw

@@ -1,0 +1,148 @@
+"""The catch-all proxy endpoint: a pure ASGI function, no Starlette request or response objects.
+
+It converts the ASGI scope into a ``RequestHead`` once, hands it to the cache service, and sends the ``Answer``'s
+prepared headers and body. Streamed bodies are pumped while watching for the client going away, so an abandoned
+download releases its upstream connection at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any, Protocol
+
+from proxy.cache.answers import Answer
+from proxy.cache.service import CacheService
+from proxy.clock import Clock
+from proxy.errors import UpstreamError
+from proxy.messages import Headers, RequestHead
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("cacheproxy.endpoint")
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class BrokenStream(Exception):
+    """The upstream died mid-body: the client's response is ended as a broken stream, never completed."""
+
+
+class ClientGone(Exception):
+    """The client disconnected while its request body was being forwarded."""
+
+
+class Observer(Protocol):
+    def request_done(self, request: RequestHead, answer: Answer, duration: float, sent: int) -> None: ...
+
+
+def request_from_scope(scope: Scope) -> RequestHead:
+    raw_path: bytes | None = scope.get("raw_path")
+    path: str = raw_path.split(b"?", 1)[0].decode("latin-1") if raw_path else scope["path"]
+    headers = Headers.from_raw(scope["headers"])
+    host = headers.get("host")
+    if host is None:
+        server = scope.get("server") or ("localhost", None)
+        host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
+    client = scope.get("client")
+    return RequestHead(
+        method=scope["method"],
+        scheme=scope.get("scheme", "http"),
+        host=host,
+        path=path,
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,
+        client=client[0] if client else None,
+    )
+
+
+def has_body(request: RequestHead) -> bool:
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return "transfer-encoding" in request.headers
+
+
+async def request_body(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone("client disconnected during the request body")
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+class ProxyEndpoint:
+    def __init__(self, service: CacheService, clock: Clock, observer: Observer | None = None) -> None:
+        self.service = service
+        self.clock = clock
+        self.observer = observer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = self.clock.monotonic()
+        request = request_from_scope(scope)
+        body = request_body(receive) if has_body(request) else None
+        answer = await self.service.handle(request, body)
+        headers = answer.headers
+        if request.headers.get("cache-debug") == "1" and request.client in LOOPBACK:
+            headers = [*headers, *self._debug_headers(answer)]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        if answer.stream is None:
+            await send({"type": "http.response.body", "body": answer.body})
+            if answer.release is not None:
+                await answer.release()
+            sent = len(answer.body)
+        else:
+            sent = await self._pump(answer, receive, send)
+        if self.observer is not None:
+            self.observer.request_done(request, answer, self.clock.monotonic() - started, sent)
+
+    @staticmethod
+    def _debug_headers(answer: Answer) -> list[tuple[bytes, bytes]]:
+        pairs = [(b"cache-route", answer.route.encode("latin-1"))]
+        if "key" in answer.extra:
+            pairs.append((b"cache-key", answer.extra["key"].encode("latin-1")))
+        return pairs
+
+    async def _pump(self, answer: Answer, receive: Receive, send: Send) -> int:
+        """Send a streamed body; stop and release the upstream as soon as the client disconnects."""
+        if answer.stream is None:
+            return 0
+        sent = 0
+        gone = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            async for chunk in answer.stream:
+                if gone.done():
+                    return sent
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sent += len(chunk)
+            await send({"type": "http.response.body", "body": b""})
+            return sent
+        except UpstreamError as error:
+            log.warning("upstream broke off the body after %d bytes: %s", sent, error)
+            raise BrokenStream(str(error)) from error
+        finally:
+            gone.cancel()
+            if answer.release is not None:
+                await answer.release()
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+class QuietBrokenStreams(logging.Filter):
+    """Keep uvicorn from logging a traceback for a stream we broke on purpose (already logged in one line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, BrokenStream | ClientGone)

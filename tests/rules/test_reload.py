@@ -1,0 +1,159 @@
+"""Hot reload: by edit, by atomic rename, by SIGHUP; an invalid file keeps the last good rules."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from proxy.errors import RulesError
+from proxy.rules.reload import RulesHolder
+
+WAIT = 5.0  # seconds: a bound on waiting for the watcher, not a measurement
+
+
+def routes_named(name: str) -> str:
+    return f"routes:\n  - name: {name}\n    match: {{path: /{name}/**}}\n"
+
+
+def put(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def remove(path: Path) -> None:
+    path.unlink()
+
+
+async def eventually(predicate: Callable[[], bool]) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return predicate()
+
+
+class Reports:
+    def __init__(self) -> None:
+        self.calls: list[tuple[bool, list[str]]] = []
+
+    def __call__(self, ok: bool, problems: list[str]) -> None:
+        self.calls.append((ok, problems))
+
+
+@pytest.fixture
+def rules_path(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.yaml"
+    put(path, routes_named("old"))
+    return path
+
+
+@pytest.fixture
+async def watched(rules_path: Path) -> AsyncIterator[tuple[RulesHolder, Reports]]:
+    reports = Reports()
+    holder = RulesHolder(rules_path, on_reload=reports)
+    task = asyncio.create_task(holder.watch(interval=0.05))
+    yield holder, reports
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def current_name(holder: RulesHolder) -> str:
+    return holder.current.routes[0].name
+
+
+def test_reload_holder_loads_at_start(rules_path: Path) -> None:
+    assert current_name(RulesHolder(rules_path)) == "old"
+
+
+def test_reload_holder_without_file_uses_builtin() -> None:
+    holder = RulesHolder(None)
+    assert holder.current.source == "<builtin>"
+    assert holder.reload() is True
+
+
+def test_reload_holder_refuses_to_start_on_invalid_file(rules_path: Path) -> None:
+    put(rules_path, "routes:\n  - name: x\n    ttl: soon\n")
+    with pytest.raises(RulesError) as info:
+        RulesHolder(rules_path)
+    assert info.value.problems[0].startswith(f"{rules_path}:3:10: routes[0].ttl: ")
+
+
+async def test_reload_by_edit(rules_path: Path, watched: tuple[RulesHolder, Reports]) -> None:
+    holder, reports = watched
+    put(rules_path, routes_named("edited-in-place"))
+    assert await eventually(lambda: current_name(holder) == "edited-in-place")
+    assert reports.calls == [(True, [])]
+
+
+async def test_reload_by_atomic_rename(rules_path: Path, watched: tuple[RulesHolder, Reports]) -> None:
+    holder, reports = watched
+    temporary = rules_path.with_name(".rules.yaml.tmp")
+    put(temporary, routes_named("new"))  # same size as before: only the inode tells it apart
+    os.replace(temporary, rules_path)
+    assert await eventually(lambda: current_name(holder) == "new")
+    assert reports.calls == [(True, [])]
+    put(temporary, routes_named("renamed"))
+    os.replace(temporary, rules_path)
+    assert await eventually(lambda: current_name(holder) == "renamed")
+
+
+async def test_reload_by_sighup(rules_path: Path) -> None:
+    reports = Reports()
+    holder = RulesHolder(rules_path, on_reload=reports)
+    loop = asyncio.get_running_loop()
+    holder.install_sighup(loop)
+    try:
+        put(rules_path, routes_named("after-hup"))
+        assert current_name(holder) == "old"  # no watcher: nothing happens until the signal
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert await eventually(lambda: current_name(holder) == "after-hup")
+        assert reports.calls == [(True, [])]
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
+def test_reload_invalid_file_keeps_old_rules_and_reports(rules_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    reports = Reports()
+    holder = RulesHolder(rules_path, on_reload=reports)
+    before = holder.current
+    put(rules_path, "routes:\n  - name: x\n    match: {path: /x}\n    tll: 1m\n")
+    with caplog.at_level(logging.ERROR, logger="proxy.rules.reload"):
+        assert holder.reload() is False
+    assert holder.current is before
+    expected = f"{rules_path}:4:5: routes[0].tll: unknown field 'tll' (did you mean 'ttl'?)"
+    assert reports.calls == [(False, [expected])]
+    assert [r.levelno for r in caplog.records] == [logging.ERROR]
+    assert expected in caplog.records[0].getMessage()
+
+
+async def test_reload_watcher_skips_invalid_then_takes_the_fix(
+    rules_path: Path, watched: tuple[RulesHolder, Reports]
+) -> None:
+    holder, reports = watched
+    put(rules_path, "routes: [")
+    assert await eventually(lambda: len(reports.calls) == 1)
+    assert reports.calls[0][0] is False
+    assert current_name(holder) == "old"
+    put(rules_path, routes_named("fixed"))
+    assert await eventually(lambda: current_name(holder) == "fixed")
+    assert [ok for ok, _ in reports.calls] == [False, True]
+
+
+async def test_reload_missing_file_keeps_rules_until_it_returns(
+    rules_path: Path, watched: tuple[RulesHolder, Reports]
+) -> None:
+    holder, reports = watched
+    remove(rules_path)
+    await asyncio.sleep(0.2)  # several polls with the file gone; nothing may happen
+    assert current_name(holder) == "old"
+    assert reports.calls == []
+    put(rules_path, routes_named("back"))
+    assert await eventually(lambda: current_name(holder) == "back")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from proxy.cache.keys import primary_key
-from proxy.rules.explain import explain, human, human_size, request_from_url, schema
+from proxy.explain import explain, human, human_size, request_from_url, schema
 from proxy.rules.model import Rules
 from tests.rules import load
 

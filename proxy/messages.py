@@ -215,7 +215,8 @@ class Entry:
 
     ``initial_age`` is the corrected initial age of RFC 9111 §4.2.3, so the current age is
     ``initial_age + (now - response_time)``. ``freshness``, ``stale_while_revalidate`` and ``stale_if_error`` are
-    computed once, when the entry is stored, from the response and the route that stored it, so that a later rules reload does not change what an entry was given.
+    computed once, when the entry is stored, from the response and the route that stored it, so that a later rules
+    reload does not change what an entry was given.
     ``vary`` holds the normalised values of the request fields named by the response's ``Vary`` (``None`` when the field
     was absent); ``vary`` of ``(("*", None),)`` never matches. ``authorized`` records that the storing request carried
     ``Authorization``.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import assert_never
 
 from proxy.cache.answers import Answer, CacheOutcome, entry_answer, error_answer, response_answer
@@ -307,7 +307,7 @@ def _must_revalidate(entry: Entry) -> bool:
     return directives.has("must-revalidate") or directives.has("proxy-revalidate") or directives.has("s-maxage")
 
 
-def _forget(tasks: set[asyncio.Task[Exchange]]) -> object:
+def _forget(tasks: set[asyncio.Task[Exchange]]) -> Callable[[asyncio.Task[Exchange]], None]:
     def done(task: asyncio.Task[Exchange]) -> None:
         tasks.discard(task)
         if not task.cancelled():

@@ -27,8 +27,9 @@ class Proxied:
 
 
 @contextlib.asynccontextmanager
-async def run_proxy(origin: RunningOrigin, rules: str | None = None, tmp: Path | None = None, **settings: object)\
-        -> AsyncIterator[Proxied]:
+async def run_proxy(
+    origin: RunningOrigin, rules: str | None = None, tmp: Path | None = None, **settings: object
+) -> AsyncIterator[Proxied]:
     rules_path = None
     if rules is not None:
         if tmp is None:

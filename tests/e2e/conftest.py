@@ -37,7 +37,8 @@ async def run_proxy(
         rules_path = tmp / "rules.yaml"
         rules_path.write_text(rules)
     app = ProxyApp(Settings(upstream=origin.url, rules=rules_path, **settings))  # type: ignore[arg-type]
-    async with UvicornServer(app, lifespan="on", server_header=False, date_header=False) as server, httpx.AsyncClient(base_url=server.url) as client:
+    server = UvicornServer(app, lifespan="on", server_header=False, date_header=False)
+    async with server, httpx.AsyncClient(base_url=server.url) as client:
         yield Proxied(server.url, client, origin, app)
 
 

@@ -219,7 +219,8 @@ class Entry:
     reload does not change what an entry was given.
     ``vary`` holds the normalised values of the request fields named by the response's ``Vary`` (``None`` when the field
     was absent); ``vary`` of ``(("*", None),)`` never matches. ``authorized`` records that the storing request carried
-    ``Authorization``.
+    ``Authorization``. ``forced``: a rule's ``override`` gave the freshness, so the origin's ``no-cache`` and
+    ``must-revalidate`` do not apply to reuse either.
     """
 
     key: str
@@ -235,6 +236,7 @@ class Entry:
     vary: tuple[tuple[str, str | None], ...] = ()
     tags: tuple[str, ...] = ()
     authorized: bool = False
+    forced: bool = False
 
     @cached_property
     def variant(self) -> str:

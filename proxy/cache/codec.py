@@ -16,7 +16,7 @@ import msgpack
 from proxy.messages import Entry, Headers, ResponseHead
 
 VERSION = 1
-_FIELDS = 14
+_FIELDS = 15
 
 
 class _Malformed(Exception):
@@ -40,6 +40,7 @@ def encode_entry(entry: Entry) -> bytes:
         [[name, value] for name, value in entry.vary],
         list(entry.tags),
         entry.authorized,
+        entry.forced,
     ]
     packed: bytes = msgpack.packb(fields, use_bin_type=True)
     return bytes((VERSION,)) + packed
@@ -60,11 +61,11 @@ def decode_entry(data: bytes) -> Entry | None:
 def _entry_from_fields(fields: Any) -> Entry:
     if not isinstance(fields, list) or len(fields) != _FIELDS:
         raise _Malformed("not an entry array")
-    key, url, status, headers, body, req_time, resp_time, fresh, age, swr, sie, vary, tags, auth = fields
+    key, url, status, headers, body, req_time, resp_time, fresh, age, swr, sie, vary, tags, auth, forced = fields
     if not isinstance(status, int) or isinstance(status, bool) or not isinstance(body, bytes):
         raise _Malformed("status or body")
-    if not isinstance(auth, bool):
-        raise _Malformed("authorized")
+    if not isinstance(auth, bool) or not isinstance(forced, bool):
+        raise _Malformed("authorized or forced")
     return Entry(
         key=_text(key),
         url=_text(url),
@@ -79,6 +80,7 @@ def _entry_from_fields(fields: Any) -> Entry:
         vary=tuple(_vary_pair(item) for item in _items(vary)),
         tags=tuple(_text(tag) for tag in _items(tags)),
         authorized=auth,
+        forced=forced,
     )
 
 

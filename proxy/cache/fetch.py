@@ -229,6 +229,7 @@ def _entry(
         vary=vary_snapshot(vary_names(verdict.head), request),
         tags=_tags(verdict, route),
         authorized="authorization" in request.headers,
+        forced=verdict.forced,
     )
 
 

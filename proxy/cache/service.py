@@ -303,6 +303,8 @@ def _fallback(decision: Decision) -> Entry | None:
 
 
 def _must_revalidate(entry: Entry) -> bool:
+    if entry.forced:
+        return False
     directives = response_directives(entry.head.headers)
     return directives.has("must-revalidate") or directives.has("proxy-revalidate") or directives.has("s-maxage")
 

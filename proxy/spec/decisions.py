@@ -118,6 +118,7 @@ class Store:
     stale_while_revalidate: float
     stale_if_error: float
     ttl: float  # how long the store should keep it: freshness + stale windows + policy keep, minus initial age
+    forced: bool = False  # a route override set the freshness: reuse ignores the origin's directives too
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from proxy.messages import Entry, RequestHead
 from proxy.spec.age import current_age
 from proxy.spec.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve, Unsatisfiable
-from proxy.spec.directives import Directives, request_directives, response_directives
+from proxy.spec.directives import EMPTY, Directives, request_directives, response_directives
 from proxy.spec.validation import has_validator
 from proxy.spec.vary import vary_matches
 
@@ -153,7 +153,9 @@ def decide(request: RequestHead, candidates: Sequence[Entry], now: float) -> Dec
     found = _lookup(request, candidates)
     if isinstance(found, Forward):
         return Unsatisfiable() if only_if_cached else found
-    case = _Case(found, current_age(found, now), directives, response_directives(found.head.headers))
+    # An entry whose freshness a rule forced is judged by that rule alone, not by the origin's directives.
+    stored = EMPTY if found.forced else response_directives(found.head.headers)
+    case = _Case(found, current_age(found, now), directives, stored)
     decision: Decision | None = _forced_validation(case) or _serve(case)
     if decision is None:
         decision = _upstream(case, _stale_reason(case), Fwd.STALE)

@@ -203,4 +203,5 @@ def assess(
         stale_while_revalidate=swr,
         stale_if_error=sie,
         ttl=ttl,
+        forced=_overrides(response, policy),
     )

@@ -31,6 +31,7 @@ entries = st.builds(
     vary=st.lists(st.tuples(token, st.none() | latin1), max_size=4).map(tuple),
     tags=st.lists(st.text(max_size=20), max_size=4).map(tuple),
     authorized=st.booleans(),
+    forced=st.booleans(),
 )
 
 
@@ -112,6 +113,7 @@ def fields_of(entry: Entry) -> list[object]:
         pytest.param(11, [["accept", 1]], id="vary-value-a-number"),
         pytest.param(12, [None], id="tag-nil"),
         pytest.param(13, 1, id="authorized-an-int"),
+        pytest.param(14, "yes", id="forced-a-string"),
     ],
 )
 def test_codec_ill_typed_field_is_none(index: int, value: object) -> None:
@@ -120,7 +122,7 @@ def test_codec_ill_typed_field_is_none(index: int, value: object) -> None:
     assert decode_entry(bytes((VERSION,)) + msgpack.packb(fields, use_bin_type=True)) is None
 
 
-@pytest.mark.parametrize("count", [13, 15], ids=["one-field-short", "one-field-extra"])
+@pytest.mark.parametrize("count", [14, 16], ids=["one-field-short", "one-field-extra"])
 def test_codec_wrong_field_count_is_none(count: int) -> None:
     fields = [*fields_of(sample_entry()), None][:count]
     assert decode_entry(bytes((VERSION,)) + msgpack.packb(fields, use_bin_type=True)) is None

@@ -36,6 +36,7 @@ class Stored:
     swr: float = 0.0
     sie: float = 0.0
     authorized: bool = False
+    forced: bool = False
 
     def entry(self) -> Entry:
         return Entry(
@@ -50,6 +51,7 @@ class Stored:
             stale_while_revalidate=self.swr,
             stale_if_error=self.sie,
             authorized=self.authorized,
+            forced=self.forced,
         )
 
 
@@ -62,6 +64,18 @@ Expect = Callable[[Entry], Decision]
 
 CASES: list[tuple[str, Fields, Stored, Expect]] = [
     ("rfc9111-4.2-fresh-serves", [], Stored(), lambda e: Serve(e, 100.0)),
+    (
+        "rule-override-entry-ignores-origin-no-cache-at-reuse",
+        [],
+        Stored([(CC, "no-cache, must-revalidate"), ETAG], forced=True),
+        lambda e: Serve(e, 100.0),
+    ),
+    (
+        "rfc9111-5.2.2.4-origin-no-cache-revalidates-without-override",
+        [],
+        Stored([(CC, "no-cache"), ETAG]),
+        lambda e: Revalidate(e, Reason.RESPONSE_NO_CACHE),
+    ),
     ("rfc9111-4.2.3-age-includes-initial-age", [], Stored(initial_age=30.0), lambda e: Serve(e, 130.0)),
     (
         "rfc9111-4.2-age-equal-to-freshness-is-stale",

@@ -285,6 +285,7 @@ def test_stored(case: Case, expected: tuple[float, float, float, float, float]) 
         verdict.ttl,
     )
     assert got == expected
+    assert verdict.forced is (case.policy.override and verdict.freshness == case.policy.ttl)
 
 
 MAX_AGE = (CC, "max-age=60")

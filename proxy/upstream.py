@@ -1,0 +1,275 @@
+"""The one HTTP client to the origin: pooling, streaming, timeouts, header hygiene and error mapping.
+
+This is the only module that imports aiohttp. Its defaults suit a browser-like client, not a proxy, so each
+one is set here: no cookie jar, no redirects, no decompression, no added Accept/User-Agent/Content-Type, no
+300 s total timeout. The request target goes upstream byte for byte; header names keep their case and
+duplicates both ways. Every aiohttp and socket error is translated to ``proxy.errors`` in
+:func:`_mapped_errors` and nowhere else.
+
+Bodies up to ``read_limit`` are read whole (so the cache can store them); larger ones stream through. An
+:class:`UpstreamResponse` must always be released; releasing before the body was fully read closes the
+connection instead of draining it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+
+import aiohttp
+import yarl
+
+from proxy.clock import SYSTEM_CLOCK, Clock
+from proxy.errors import ConfigError, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from proxy.messages import Headers, RequestHead, ResponseHead
+from proxy.spec.storable import strip_hop_by_hop
+
+MiB = 1024 * 1024
+VIA = "1.1 cacheproxy"
+_SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+# Request-side only: credentials meant for this proxy (RFC 9110 §11.7.2), never for the origin.
+_REQUEST_ONLY_HOP = ("Proxy-Authorization",)
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """How to reach the origin.
+
+    ``keepalive_timeout`` (idle pooled connections) stays below common origin idle timeouts (uvicorn: 5 s).
+    """
+
+    url: str
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    pool_size: int = 256
+    preserve_host: bool = False
+    read_limit: int = 8 * MiB
+    keepalive_timeout: float = 4.0
+
+
+@contextmanager
+def _mapped_errors(*, in_body: bool = False) -> Iterator[None]:
+    """Translate aiohttp and socket errors into the proxy's tree, chained with ``from``.
+
+    Timeouts become :class:`UpstreamTimeout` (504). Before the response head, connection failures (refused,
+    reset, DNS, closed without answer) become :class:`UpstreamConnectError`; once the body has started, a lost
+    connection means a body cut short, so :class:`UpstreamProtocolError` (RFC 9112 §8: incomplete message).
+    """
+    try:
+        yield
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamTimeout(f"upstream timed out: {exc or type(exc).__name__}") from exc
+    except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
+        raise UpstreamProtocolError(f"upstream broke the response: {exc}") from exc
+    except (aiohttp.ClientConnectionError, OSError) as exc:
+        if in_body:
+            raise UpstreamProtocolError(f"upstream connection lost mid-body: {exc!r}") from exc
+        raise UpstreamConnectError(f"upstream unreachable: {exc!r}") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamProtocolError(f"upstream error: {exc!r}") from exc
+
+
+class UpstreamResponse:
+    """The origin's answer: a head with hop-by-hop fields removed, and a body read whole or streamed."""
+
+    def __init__(self, response: aiohttp.ClientResponse, elapsed: float) -> None:
+        self._response = response
+        self.head = ResponseHead(response.status, strip_hop_by_hop(Headers.from_raw(response.raw_headers)))
+        self.elapsed = elapsed
+        self.body: bytes | None = None
+        self._prefix = b""
+        self._complete = False
+        self._released = False
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body was received (read whole, or streamed to its end)."""
+        return self._complete
+
+    async def _read(self, limit: int, *, bodyless: bool) -> None:
+        """Read the body whole when it is known or found to fit in ``limit``; else leave it to ``stream``."""
+        resp = self._response
+        length = resp.content_length
+        with _mapped_errors(in_body=True):
+            if bodyless or (length is not None and length <= limit):
+                self.body = b"" if bodyless else await resp.read()
+                self._complete = True
+                return
+            if length is not None:
+                return
+            buffered = bytearray()
+            while len(buffered) <= limit:
+                chunk = await resp.content.readany()
+                if not chunk:
+                    self.body = bytes(buffered)
+                    self._complete = True
+                    return
+                buffered += chunk
+            self._prefix = bytes(buffered)
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """Yield the body in chunks; raise UpstreamProtocolError/UpstreamTimeout if it breaks off.
+
+        Reaching the end releases the connection to the pool; stopping early needs :meth:`release`.
+        """
+        if self.body is not None:
+            if self.body:
+                yield self.body
+            return
+        if self._prefix:
+            prefix, self._prefix = self._prefix, b""
+            yield prefix
+        content = self._response.content
+        while True:
+            with _mapped_errors(in_body=True):
+                chunk = await content.readany()
+            if not chunk:
+                break
+            yield chunk
+        self._complete = True
+        await self.release()
+
+    async def release(self) -> None:
+        """Give the connection back, or close it when the body was not fully read. Idempotent."""
+        if self._released:
+            return
+        self._released = True
+        if self._complete:
+            self._response.release()
+        else:
+            self._response.close()
+
+    async def __aenter__(self) -> UpstreamResponse:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.release()
+
+
+def _wire(text: str) -> str:
+    """Make aiohttp (which encodes text as UTF-8) send the bytes ``text`` stands for (latin-1, as received).
+
+    Bytes that are not valid UTF-8 cannot round-trip through aiohttp and go out as their UTF-8 re-encoding.
+    """
+    if text.isascii():
+        return text
+    raw = text.encode("latin-1", "replace")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return text
+
+
+def _appended(headers: Headers, name: str, value: str) -> Headers:
+    """One field line ``name`` with the old members followed by ``value`` (RFC 9110 §5.3 combining)."""
+    return headers.with_(name, ", ".join([*headers.get_all(name), value]))
+
+
+class Upstream:
+    """A pooled aiohttp session to one origin. ``start`` and ``close`` belong to the application lifespan."""
+
+    def __init__(self, config: UpstreamConfig, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.config = config
+        self._clock = clock
+        base = yarl.URL(config.url)
+        if base.scheme not in ("http", "https") or not base.raw_host:
+            raise ConfigError(f"upstream URL must be http(s)://host[:port][/prefix], got {config.url!r}")
+        self._prefix = str(base.with_query(None).with_fragment(None)).rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is not None:
+            return
+        cfg = self.config
+        connector = aiohttp.TCPConnector(limit=cfg.pool_size, ttl_dns_cache=60, keepalive_timeout=cfg.keepalive_timeout)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, connect=cfg.connect_timeout, sock_read=cfg.read_timeout),
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+            raise_for_status=False,
+        )
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _require_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("Upstream.start() was not called")
+        return self._session
+
+    def url_for(self, request: RequestHead) -> yarl.URL:
+        """The upstream URL with the client's target appended exactly as sent (percent-encoding kept)."""
+        return yarl.URL(self._prefix + _wire(request.target), encoded=True)
+
+    def forward_headers(self, request: RequestHead, body: bytes | AsyncIterator[bytes] | None) -> Headers:
+        """The end-to-end request fields to send upstream (RFC 9110 §7.6.1-§7.6.3), plus X-Forwarded-*.
+
+        ``Expect`` is dropped: the edge server already answered 100-continue to the client (RFC 9110 §10.1.1
+        lets a proxy do so). ``Host`` is left to aiohttp (the upstream's authority) unless ``preserve_host``.
+        ``Content-Length`` is kept only for a streamed body, so the upstream is not sent chunked needlessly.
+        """
+        headers = strip_hop_by_hop(request.headers).without(*_REQUEST_ONLY_HOP, "Host", "Expect")
+        if not isinstance(body, AsyncIterator):
+            headers = headers.without("Content-Length")
+        if self.config.preserve_host:
+            headers = Headers((("Host", request.host), *headers))
+        headers = _appended(headers, "Via", VIA)
+        if request.client:
+            headers = _appended(headers, "X-Forwarded-For", request.client)
+        headers = headers.with_("X-Forwarded-Proto", request.scheme).with_("X-Forwarded-Host", request.host)
+        return Headers((_wire(k), _wire(v)) for k, v in headers)
+
+    async def send(
+        self,
+        request: RequestHead,
+        body: bytes | AsyncIterator[bytes] | None = None,
+        *,
+        read_limit: int | None = None,
+    ) -> UpstreamResponse:
+        """Send ``request`` upstream and read the head, and the body when it fits in ``read_limit``.
+
+        Redirects are not followed and content codings are not undone (RFC 9110 §7.6: a proxy forwards as is).
+        """
+        session = self._require_session()
+        limit = self.config.read_limit if read_limit is None else read_limit
+        data = body or None
+        headers = self.forward_headers(request, data)
+        started = self._clock.monotonic()
+        with _mapped_errors():
+            resp = await session.request(
+                request.method,
+                self.url_for(request),
+                headers=list(headers),
+                data=data,
+                allow_redirects=False,
+                compress=None,
+            )
+        response = UpstreamResponse(resp, self._clock.monotonic() - started)
+        bodyless = request.method == "HEAD" or resp.status in _NO_BODY_STATUSES or resp.status < 200
+        try:
+            await response._read(limit, bodyless=bodyless)
+        except BaseException:
+            await response.release()
+            raise
+        return response
+
+    async def ping(self) -> bool:
+        """Whether the origin answers at all (any status counts); for readiness probes."""
+        session = self._require_session()
+        timeout = aiohttp.ClientTimeout(total=self.config.connect_timeout + self.config.read_timeout)
+        try:
+            with _mapped_errors():
+                async with session.head(self._prefix + "/", allow_redirects=False, timeout=timeout):
+                    return True
+        except (UpstreamConnectError, UpstreamTimeout, UpstreamProtocolError):
+            return False

@@ -29,6 +29,13 @@ from proxy.clock import FakeClock
 from proxy.messages import Entry, Headers, ResponseHead
 from proxy.storage.base import Storage
 from proxy.storage.memory import MemoryStorage
+from tests.redis_fixtures import (  # the server fixtures are used through request.getfixturevalue
+    redis_cluster,  # noqa: F401
+    redis_cluster_url,  # noqa: F401
+    redis_server,  # noqa: F401
+    redis_url,  # noqa: F401
+    register_redis_backends,
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ async def memory_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backen
 
 BACKENDS: dict[str, BackendFactory] = {"memory": memory_backend}
 BACKEND_MARKS: dict[str, tuple[pytest.MarkDecorator, ...]] = {}
+register_redis_backends(BACKENDS, BACKEND_MARKS, Backend)
 
 
 @pytest.fixture(params=[pytest.param(name, id=name, marks=BACKEND_MARKS.get(name, ())) for name in BACKENDS])

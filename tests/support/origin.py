@@ -128,6 +128,8 @@ class Origin:
     def __init__(self) -> None:
         self.hits: Counter[str] = Counter()
         self.requests: list[RecordedRequest] = []
+        self.in_flight = 0  # requests being answered right now
+        self.max_in_flight = 0  # the most answered at once: shows whether requests overlapped
         self._routes: dict[str, OriginRoute] = {}
         self.app = Starlette(routes=[Route("/{path:path}", endpoint=_Endpoint(self))])
 
@@ -165,6 +167,7 @@ class Origin:
         """Forget recorded requests, hit counts and scripted routes."""
         self.hits.clear()
         self.requests.clear()
+        self.max_in_flight = 0
         self._routes.clear()
 
     def route_for(self, request: RecordedRequest) -> OriginRoute | None:
@@ -193,7 +196,12 @@ class _Endpoint:
         self.origin.record(request)
         route = self.origin.route_for(request)
         if route is not None:
-            await _scripted(route, request, receive, send)
+            self.origin.in_flight += 1
+            self.origin.max_in_flight = max(self.origin.max_in_flight, self.origin.in_flight)
+            try:
+                await _scripted(route, request, receive, send)
+            finally:
+                self.origin.in_flight -= 1
         elif request.path == "/echo" or request.path.startswith("/echo/"):
             await _echo(request, send)
         elif request.path.startswith("/bytes/"):
@@ -282,8 +290,12 @@ class RunningOrigin:
 
 
 @contextlib.asynccontextmanager
-async def run_origin(origin: Origin | None = None) -> AsyncIterator[RunningOrigin]:
-    """Serve an origin (a fresh one by default) under uvicorn on a free loopback port."""
+async def run_origin(origin: Origin | None = None, **config: Any) -> AsyncIterator[RunningOrigin]:
+    """Serve an origin (a fresh one by default) under uvicorn on a free loopback port.
+
+    ``config`` goes to uvicorn, e.g. ``date_header=False`` for an origin whose responses carry no ``Date`` (whose
+    whole-second resolution otherwise adds up to a second to every response's apparent age).
+    """
     origin = origin or Origin()
-    async with UvicornServer(origin.app) as server:
+    async with UvicornServer(origin.app, **config) as server:
         yield RunningOrigin(origin, server)

@@ -1,0 +1,298 @@
+"""The Redis store (one server or a Redis Cluster): entries shared by every worker and every host.
+
+The layout and the scripts are in ``redis_layout``. A lookup is one ``HGETALL``; a store is one script for the entry
+plus, when the entry has tags, one pipeline for the tag sets (sent concurrently; they live in other slots).
+
+Faults never fail a request: every call runs under ``breaker.Guard`` with a short timeout (``read_timeout`` for
+lookups, ``write_timeout`` for stores); a failure or a timeout is counted and logged once per interval, and a lookup
+becomes a miss, a store is skipped. The purges (``delete``, ``delete_tag``, ``delete_prefix``) are the exception:
+they raise ``StorageError`` when they fail, so the admin endpoint can say the purge did not happen instead of
+reporting 0 entries removed. ``delete_prefix`` walks the keyspace with ``SCAN`` (every primary on a cluster), never
+``KEYS``, and gives up with ``StorageError`` after ``purge_budget`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from proxy.cache.codec import decode_entry, encode_entry
+from proxy.clock import SYSTEM_CLOCK, Clock
+from proxy.errors import ConfigError, StorageError
+from proxy.messages import Entry
+from proxy.storage import redis_layout as layout
+from proxy.storage.base import StoreStats
+from proxy.storage.breaker import CircuitBreaker, Guard
+from proxy.storage.memory import url_path
+
+Client = Redis | RedisCluster
+EXACT_STATS_LIMIT = 10_000  # above this many keys, ``stats().entries`` counts keys, not variants
+_PARALLEL = 32  # scripts in flight at once during a purge
+
+
+def connect(url: str, *, connect_timeout: float = 0.25, socket_timeout: float = 1.0) -> Client:
+    """A client for ``redis://``, ``rediss://`` (TLS), or ``redis+cluster://h:p[,h:p...]`` (also ``rediss+cluster``).
+
+    Connection-level retries are off: a failure must reach the guard at once, not after backoffs. The asyncio
+    timeouts of each call are the real bounds; ``socket_timeout`` is only a backstop.
+    """
+    parts = urlsplit(url)
+    common: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout}
+    if parts.scheme in ("redis", "rediss", "unix"):
+        return Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
+    if parts.scheme not in ("redis+cluster", "rediss+cluster"):
+        raise ConfigError(f"unsupported store URL scheme {parts.scheme!r} in {url!r}")
+    nodes = [_cluster_node(item, url) for item in parts.netloc.rpartition("@")[2].split(",") if item]
+    if not nodes:
+        raise ConfigError(f"no host:port in {url!r}")
+    return RedisCluster(
+        startup_nodes=nodes,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        ssl=parts.scheme == "rediss+cluster",
+        **common,
+    )
+
+
+def _cluster_node(item: str, url: str) -> ClusterNode:
+    host, _, port = item.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"expected host:port, got {item!r} in {url!r}")
+    return ClusterNode(host.strip("[]"), int(port))
+
+
+class RedisStorage:
+    """Entries in Redis or a Redis Cluster; see the module docstring for the fault model."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        read_timeout: float = 0.05,
+        write_timeout: float = 0.25,
+        keep: float = 0.0,
+        max_variants: int = 16,
+        purge_budget: float = 5.0,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        if max_variants < 1:
+            raise ValueError(f"max_variants must be at least 1, got {max_variants}")
+        self.client = client
+        self.name = "redis-cluster" if isinstance(client, RedisCluster) else "redis"
+        self.guard = Guard(self.name, clock, breaker)
+        self._clock = clock
+        self._read_timeout = read_timeout
+        self.write_timeout = write_timeout
+        self._keep = keep
+        self._max_variants = max_variants
+        self._purge_budget = purge_budget
+        self._put = client.register_script(layout.PUT)
+        self._delete = client.register_script(layout.DELETE)
+        self._delete_tag = client.register_script(layout.DELETE_TAG)
+        self._delete_prefix = client.register_script(layout.DELETE_PREFIX)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> RedisStorage:
+        write_timeout = kwargs.get("write_timeout", 0.25)
+        return cls(connect(url, connect_timeout=write_timeout), **kwargs)
+
+    @property
+    def degraded(self) -> bool:
+        """True while the breaker is not closed: readyz reports the store as degraded."""
+        return self.guard.degraded
+
+    @property
+    def errors(self) -> int:
+        return self.guard.errors
+
+    def error_counts(self) -> dict[str, int]:
+        return self.guard.error_counts()
+
+    async def start(self) -> None:
+        """Learn the cluster's topology now (a failure only degrades; the client retries on first use)."""
+        if isinstance(self.client, RedisCluster):
+            cluster = self.client
+            await self.guard.call("start", cluster.initialize, self.write_timeout * 8, None)
+
+    async def get(self, key: str) -> list[Entry]:
+        return [entry for entry, _ in await self.get_timed(key)]
+
+    async def get_timed(self, key: str) -> list[tuple[Entry, float]]:
+        """Every live variant with its expiry time (``Clock.now`` seconds), oldest write first; ``[]`` on failure."""
+        fields: dict[bytes, bytes] | None = await self.guard.call(
+            "get", lambda: self._hgetall(layout.entry_key(key)), self._read_timeout, None
+        )
+        if not fields:
+            return []
+        now_ms = self._now_ms()
+        found: list[tuple[int, Entry, float]] = []
+        for name, value in fields.items():
+            if not name.startswith(b"v:"):
+                continue
+            meta = fields.get(b"m:" + name[2:], b"").split(b" ")
+            if len(meta) != 2 or not meta[0].isdigit() or not meta[1].isdigit() or int(meta[0]) <= now_ms:
+                continue
+            entry = decode_entry(value)  # an unknown version or a corrupt value is a miss
+            if entry is not None:
+                found.append((int(meta[1]), entry, int(meta[0]) / 1000))
+        found.sort(key=lambda item: item[0])
+        return [(entry, expires) for _, entry, expires in found]
+
+    async def put(self, key: str, entry: Entry, ttl: float) -> None:
+        """Store one variant for ``ttl`` + ``keep`` seconds (RFC 9111 §4.1: same variant replaces); best-effort."""
+        await self.store(key, entry, ttl)
+
+    async def store(self, key: str, entry: Entry, ttl: float) -> bool:
+        """``put``, saying whether Redis took the entry (False: failed, timed out, or the breaker is open)."""
+        now_ms = self._now_ms()
+        args = [
+            now_ms,
+            layout.variant_id(entry.variant),
+            encode_entry(entry),
+            now_ms + int((ttl + self._keep) * 1000) if ttl > 0 else now_ms,
+            layout.text(url_path(entry.url)),
+            layout.text(layout.TAG_SEP.join(entry.tags)),
+            self._max_variants,
+        ]
+        seconds = int(ttl + self._keep) + 2
+        tags = entry.tags
+        written = await self.guard.attempt("put", lambda: self._write(key, args, tags, seconds), self.write_timeout)
+        return written is not None
+
+    async def delete(self, key: str) -> int:
+        """Remove every variant of ``key``; raises ``StorageError`` when Redis fails."""
+        return await self._purge("delete", lambda: self._run(self._delete, layout.entry_key(key)), self.write_timeout)
+
+    async def delete_tag(self, tag: str) -> int:
+        """Remove every entry carrying ``tag``, found through the tag's set; raises ``StorageError`` on failure."""
+        return await self._purge("delete_tag", lambda: self._purge_tag(tag), self._purge_budget)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove every entry whose URL path+query starts with ``prefix`` (``SCAN``); ``StorageError`` on failure."""
+        return await self._purge("delete_prefix", lambda: self._purge_prefix(prefix), self._purge_budget)
+
+    async def stats(self) -> StoreStats:
+        """Exact variant count up to ``EXACT_STATS_LIMIT`` keys, then the key count; bytes is Redis's used_memory."""
+        result = await self.guard.call("stats", self._stats, self._purge_budget, None)
+        return result or StoreStats(0, 0, None, 0)
+
+    async def ping(self) -> bool:
+        """False while Redis is unreachable or the breaker is open (a ping is also the half-open probe)."""
+        return bool(await self.guard.call("ping", self._ping, self.write_timeout, False))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    def _now_ms(self) -> int:
+        return int(self._clock.now() * 1000)
+
+    async def _hgetall(self, name: str) -> dict[bytes, bytes]:
+        # The client is made without decode_responses, so names and values are bytes.
+        return cast(dict[bytes, bytes], await self.client.hgetall(name))
+
+    async def _ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def _write(self, key: str, args: list[Any], tags: tuple[str, ...], seconds: int) -> None:
+        writes: list[Awaitable[Any]] = [self._put(keys=[layout.entry_key(key)], args=args)]
+        if tags:
+            pipe = self.client.pipeline(transaction=False)
+            for tag in tags:
+                name = layout.tag_key(tag)
+                pipe.sadd(name, key)
+                pipe.expire(name, seconds, nx=True)
+                pipe.expire(name, seconds, gt=True)
+            writes.append(pipe.execute())
+        await asyncio.gather(*writes)
+
+    async def _run(self, script: Any, name: str | bytes, *extra: Any) -> int:
+        return int(await script(keys=[name], args=[self._now_ms(), *extra]))
+
+    async def _run_each(self, script: Any, names: Iterable[str | bytes], *extra: Any) -> int:
+        pending = list(names)
+        removed = 0
+        for i in range(0, len(pending), _PARALLEL):
+            chunk = pending[i : i + _PARALLEL]
+            removed += sum(await asyncio.gather(*(self._run(script, name, *extra) for name in chunk)))
+        return removed
+
+    async def _purge(self, op: str, make: Callable[[], Awaitable[int]], timeout: float) -> int:
+        outcome = await self.guard.attempt(op, make, timeout)
+        if outcome is None:
+            state = "unavailable (circuit open)" if self.guard.degraded else "failed or timed out"
+            raise StorageError(f"{self.name}: {op} {state}; nothing or only part was removed")
+        return outcome[0]
+
+    async def _purge_tag(self, tag: str) -> int:
+        name = layout.tag_key(tag)
+        members = cast(set[bytes], await self.client.smembers(name))
+        if not members:
+            return 0
+        keys = [b"cp:{" + member + b"}" for member in members]
+        removed = await self._run_each(self._delete_tag, keys, layout.text(tag))
+        await self.client.srem(name, *members)
+        return removed
+
+    async def _purge_prefix(self, prefix: str) -> int:
+        wanted = layout.text(prefix)
+        removed = 0
+        batch: list[bytes] = []
+        async for name in self.client.scan_iter(match=layout.SCAN_PATTERN, count=1000, _type="hash"):
+            batch.append(name)
+            if len(batch) >= 500:
+                removed += await self._purge_prefix_batch(batch, wanted)
+                batch = []
+        if batch:
+            removed += await self._purge_prefix_batch(batch, wanted)
+        return removed
+
+    async def _purge_prefix_batch(self, names: list[bytes], prefix: bytes) -> int:
+        """Filter one SCAN batch on the ``~p`` field (one pipeline), then run the script on the candidates."""
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hget(name, "~p")
+        paths: list[bytes | None] = await pipe.execute()
+        candidates = [
+            name for name, joined in zip(names, paths, strict=True)
+            if joined is not None and any(p.startswith(prefix) for p in joined.split(layout.PATH_SEP.encode()))
+        ]  # fmt: skip
+        return await self._run_each(self._delete_prefix, candidates, prefix)
+
+    async def _stats(self) -> StoreStats:
+        keys = _total(await self.client.dbsize())
+        memory = await self.client.info("memory")
+        counters = await self.client.info("stats")
+        entries = keys if keys > EXACT_STATS_LIMIT else await self._count_variants()
+        return StoreStats(entries, _field_sum(memory, "used_memory"), None, _field_sum(counters, "evicted_keys"))
+
+    async def _count_variants(self) -> int:
+        names = [name async for name in self.client.scan_iter(match=layout.SCAN_PATTERN, count=1000, _type="hash")]
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hget(name, "~c")
+        counts: list[bytes | None] = await pipe.execute() if names else []
+        return sum(int(count or 0) for count in counts)
+
+
+def _total(value: Any) -> int:
+    """A count that a cluster client may answer per node."""
+    if isinstance(value, dict):
+        return sum(int(v) for v in value.values())
+    return int(value)
+
+
+def _field_sum(info: Any, field: str) -> int:
+    """``INFO`` field from one server, or summed over the nodes of a cluster (answered per node)."""
+    if isinstance(info, dict) and field in info:
+        return int(info[field])
+    if isinstance(info, dict):
+        return sum(_field_sum(node, field) for node in info.values() if isinstance(node, dict))
+    return 0

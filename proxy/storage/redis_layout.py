@@ -1,0 +1,167 @@
+"""How entries are laid out in Redis, and the Lua scripts that change them atomically.
+
+One Redis hash per cache key, ``cp:{K}`` (the hash tag ``{K}`` pins it to one Cluster slot), so a lookup is one
+``HGETALL`` and every change to a key is one script. Each variant ``<id>`` (a short hash of ``Entry.variant``,
+RFC 9111 §4.1) has these fields:
+
+    v:<id>   the entry in the versioned codec (proxy.cache.codec)
+    m:<id>   "<expires-ms> <seq>": its own expiry (wall clock of the writers) and write order
+    p:<id>   its URL path and query, for purge by prefix
+    t:<id>   its tags, joined by U+001F (absent when it has none)
+
+and the key has three bookkeeping fields: ``~n`` (the write counter), ``~c`` (how many variants) and ``~p`` (the
+distinct paths of its variants, joined by newlines, so purge by prefix can filter ``SCAN`` results with one
+pipelined ``HGET`` before running a script). The key's own ``PEXPIRE`` is the latest expiry of its variants
+(relative, so Redis's clock need not agree with ours); expired variants are filtered on read and dropped by the
+next script that touches the key. Per tag, a set ``cp:tag:{tag}`` lists the cache keys that had a variant with it.
+It lives in its own slot, so it is written beside the entry script, not inside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "cp:"
+SCAN_PATTERN = "cp:{*"
+TAG_SEP = "\x1f"
+PATH_SEP = "\n"
+
+
+def entry_key(key: str) -> str:
+    return f"cp:{{{key}}}"
+
+
+def tag_key(tag: str) -> str:
+    return f"cp:tag:{{{tag}}}"
+
+
+def variant_id(variant: str) -> str:
+    return hashlib.blake2b(variant.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+def text(value: str) -> bytes:
+    """Text as the scripts compare it: UTF-8 keeps ``startswith`` meaning the same on bytes."""
+    return value.encode("utf-8", "surrogatepass")
+
+
+# Shared Lua helpers. ``live`` reads the variants' meta fields, dropping expired ones; ``drop`` removes one
+# variant; ``finish`` rewrites the bookkeeping fields and the key's expiry, or deletes the key when it is empty.
+_LUA_COMMON = """
+local h = KEYS[1]
+local now = tonumber(ARGV[1])
+local function drop(id)
+  redis.call('HDEL', h, 'v:' .. id, 'm:' .. id, 'p:' .. id, 't:' .. id)
+end
+local function live()
+  local out = {}
+  for _, f in ipairs(redis.call('HKEYS', h)) do
+    if string.sub(f, 1, 2) == 'm:' then
+      local id = string.sub(f, 3)
+      local meta = redis.call('HGET', h, f)
+      local exp, seq = string.match(meta, '^(%d+) (%d+)$')
+      exp = tonumber(exp)
+      if exp == nil or exp <= now then
+        drop(id)
+      else
+        out[#out + 1] = {id = id, exp = exp, seq = tonumber(seq)}
+      end
+    end
+  end
+  return out
+end
+local function finish(vars)
+  if #vars == 0 then
+    redis.call('DEL', h)
+    return
+  end
+  local maxexp, seen, paths = 0, {}, {}
+  for _, v in ipairs(vars) do
+    if v.exp > maxexp then maxexp = v.exp end
+    local p = redis.call('HGET', h, 'p:' .. v.id) or ''
+    if not seen[p] then
+      seen[p] = true
+      paths[#paths + 1] = p
+    end
+  end
+  redis.call('HSET', h, '~c', #vars, '~p', table.concat(paths, '\\n'))
+  redis.call('PEXPIRE', h, maxexp - now + 1000)
+end
+local function has_tag(id, tag)
+  local tags = redis.call('HGET', h, 't:' .. id)
+  if not tags then return false end
+  for t in string.gmatch(tags, '[^\\31]+') do
+    if t == tag then return true end
+  end
+  return false
+end
+"""
+
+
+def _with_helpers(body: str) -> str:
+    return _LUA_COMMON + body
+
+
+# ARGV: now-ms, id, value, expires-ms, path, tags, max-variants. Returns the number of variants kept.
+PUT = _with_helpers("""
+local id, exp = ARGV[2], tonumber(ARGV[4])
+local vars, kept = live(), {}
+for _, v in ipairs(vars) do
+  if v.id ~= id then kept[#kept + 1] = v end
+end
+drop(id)
+if exp > now then
+  local max = tonumber(ARGV[7])
+  while #kept >= max do
+    local oldest = 1
+    for i = 2, #kept do
+      if kept[i].seq < kept[oldest].seq then oldest = i end
+    end
+    drop(kept[oldest].id)
+    table.remove(kept, oldest)
+  end
+  local seq = redis.call('HINCRBY', h, '~n', 1)
+  redis.call('HSET', h, 'v:' .. id, ARGV[3], 'm:' .. id, ARGV[4] .. ' ' .. seq, 'p:' .. id, ARGV[5])
+  if ARGV[6] ~= '' then redis.call('HSET', h, 't:' .. id, ARGV[6]) end
+  kept[#kept + 1] = {id = id, exp = exp, seq = seq}
+end
+finish(kept)
+return #kept
+""")
+
+# ARGV: now-ms. Returns how many live variants were removed.
+DELETE = _with_helpers("""
+local n = #live()
+redis.call('DEL', h)
+return n
+""")
+
+# ARGV: now-ms, tag. Returns how many live variants carrying the tag were removed.
+DELETE_TAG = _with_helpers("""
+local kept, n = {}, 0
+for _, v in ipairs(live()) do
+  if has_tag(v.id, ARGV[2]) then
+    drop(v.id)
+    n = n + 1
+  else
+    kept[#kept + 1] = v
+  end
+end
+finish(kept)
+return n
+""")
+
+# ARGV: now-ms, prefix. Returns how many live variants whose path starts with the prefix were removed.
+DELETE_PREFIX = _with_helpers("""
+local kept, n, prefix = {}, 0, ARGV[2]
+for _, v in ipairs(live()) do
+  local p = redis.call('HGET', h, 'p:' .. v.id) or ''
+  if string.sub(p, 1, #prefix) == prefix then
+    drop(v.id)
+    n = n + 1
+  else
+    kept[#kept + 1] = v
+  end
+end
+finish(kept)
+return n
+""")

@@ -1,0 +1,220 @@
+"""Real ``redis-server`` processes for tests: one server, or a 3-node cluster, on free loopback ports.
+
+Each server runs in its own temporary directory with persistence off and is stopped by its own PID (never by name,
+never the system's server on 6379). ``require_redis()`` skips a test when the binary is missing, unless ``CI`` is
+set: then it fails, so the CI run proves the Redis tests ran.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import pytest
+import redis
+
+HOST = "127.0.0.1"
+
+
+def require_redis() -> None:
+    """Skip without ``redis-server`` and ``redis-cli``; fail instead when the ``CI`` environment variable is set."""
+    missing = [name for name in ("redis-server", "redis-cli") if shutil.which(name) is None]
+    if not missing:
+        return
+    reason = f"{' and '.join(missing)} not installed"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}, and CI is set: the Redis tests must run in CI")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def free_cluster_port() -> int:
+    """A free port ``p`` whose cluster bus port ``p + 10000`` is free too (so ``p`` is at most 55535)."""
+    while True:
+        port = random.randint(20000, 45000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind((HOST, port))
+                b.bind((HOST, port + 10000))
+        except OSError:
+            continue
+        return port
+
+
+@dataclass
+class RedisServer:
+    """One running ``redis-server`` this test session started."""
+
+    host: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    directory: str
+    extra: tuple[str, ...] = ()
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(self.host, self.port, socket_timeout=5)
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes mid-conversation, as in a crash."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def restart(self) -> None:
+        """Start again on the same port and directory (empty: persistence is off)."""
+        self.kill()
+        self.proc = _spawn(self.port, self.directory, self.extra)
+        wait_for_ping(self.host, self.port, self.proc)
+
+
+def _spawn(port: int, directory: str, extra: tuple[str, ...]) -> subprocess.Popen[bytes]:
+    command = [
+        "redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+        "--daemonize", "no", "--dir", directory, "--logfile", os.path.join(directory, "redis.log"), *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_for_ping(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    client = redis.Redis(host, port, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"redis-server on port {port} exited with {proc.returncode}")
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {port} did not answer PING within {timeout}s")
+            time.sleep(0.02)
+    finally:
+        client.close()
+
+
+@contextmanager
+def redis_server(*extra: str) -> Iterator[RedisServer]:
+    """A fresh ``redis-server`` on a free port in a temporary directory; stopped (by PID) on exit."""
+    with tempfile.TemporaryDirectory(prefix="cacheproxy-redis-") as directory:
+        server = _start(directory, extra)
+        try:
+            yield server
+        finally:
+            if server.proc.poll() is None:
+                server.proc.terminate()
+                try:
+                    server.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+
+
+def _start(directory: str, extra: tuple[str, ...], attempts: int = 5) -> RedisServer:
+    """Spawn on a free port; another process may take the port first, so try a few."""
+    for attempt in range(attempts):
+        port = free_cluster_port() if "--cluster-enabled" in extra else free_port()
+        proc = _spawn(port, directory, extra)
+        try:
+            wait_for_ping(HOST, port, proc)
+        except RuntimeError:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            if attempt == attempts - 1:
+                raise
+            continue
+        return RedisServer(HOST, port, proc, directory, extra)
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class RedisClusterHandle:
+    nodes: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"{n.host}:{n.port}" for n in self.nodes)
+
+    def owner_of(self, slot: int) -> RedisServer:
+        """The primary serving ``slot``, as the first node sees the cluster."""
+        with self.nodes[0].client() as client:
+            table = client.execute_command("CLUSTER NODES")
+        for address, node in table.items():
+            if any(int(lo) <= slot <= int(hi) for lo, hi, *_ in node["slots"]):
+                return next(n for n in self.nodes if f"{n.host}:{n.port}" == address.split("@")[0])
+        raise LookupError(f"no node serves slot {slot}")
+
+    def move_slot(self, slot: int, target: RedisServer) -> None:
+        """Migrate ``slot`` and its keys to ``target`` the way ``redis-cli --cluster reshard`` does, so clients
+        with the old slot map get ``MOVED`` (or ``ASK`` mid-migration)."""
+        source = self.owner_of(slot)
+        with source.client() as src, target.client() as dst:
+            src_id, dst_id = src.execute_command("CLUSTER MYID"), dst.execute_command("CLUSTER MYID")
+            dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+            while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys)
+        for node in self.nodes:
+            with node.client() as client:
+                client.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+
+    def flushall(self) -> None:
+        for node in self.nodes:
+            with node.client() as client:
+                client.flushall()
+                client.config_resetstat()
+
+
+@contextmanager
+def redis_cluster(n: int = 3) -> Iterator[RedisClusterHandle]:
+    """``n`` primaries (no replicas) made into a cluster by ``redis-cli --cluster create``; waits for state ok."""
+    with ExitStack() as stack:
+        nodes = [
+            stack.enter_context(
+                redis_server("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                             "--cluster-node-timeout", "2000")
+            )
+            for _ in range(n)
+        ]  # fmt: skip
+        addresses = [f"{node.host}:{node.port}" for node in nodes]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        wait_for_cluster_ok(nodes)
+        yield RedisClusterHandle(nodes)
+
+
+def wait_for_cluster_ok(nodes: list[RedisServer], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    for node in nodes:
+        with node.client() as client:
+            while not _cluster_ok(client.execute_command("CLUSTER INFO"), len(nodes)):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"cluster node {node.port} not ok within {timeout}s")
+                time.sleep(0.05)
+
+
+def _cluster_ok(info: dict[str, str], size: int) -> bool:
+    """State ok, and this node knows every other one (so a client may start from any node)."""
+    return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == size

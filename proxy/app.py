@@ -16,6 +16,10 @@ from typing import Any
 
 from starlette.applications import Starlette
 
+from proxy.admin.observe import build_observer
+from proxy.admin.purge import build_purge_method
+from proxy.admin.routes import build_admin
+from proxy.cache.coalesce import Lease
 from proxy.cache.service import CacheService
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.config import Settings
@@ -78,16 +82,19 @@ class ProxyApp:
             rules=holder, stores=stores, default_store=default, upstream=upstream, clock=clock, lease=lease
         )
         self.runtime = Runtime(settings, clock, holder, upstream, stores, default, service)
-        self.runtime.observer = _observer_for(self.runtime)
+        self.runtime.observer = build_observer(self.runtime)
         self.endpoint = ProxyEndpoint(service, clock, self.runtime.observer)
         self.prefix = settings.admin_prefix
-        self.admin = _admin_for(self.runtime, self._lifespan)
+        self.admin: Starlette = build_admin(self.runtime, self._lifespan)
+        self.purge_method = build_purge_method(self.runtime) if settings.allow_purge_method else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             if path.startswith(self.prefix) and (len(path) == len(self.prefix) or path[len(self.prefix)] == "/"):
                 await self.admin(scope, receive, send)
+            elif self.purge_method is not None and scope["method"] == "PURGE":
+                await self.purge_method(scope, receive, send)
             else:
                 await self.endpoint(scope, receive, send)
         elif scope["type"] == "lifespan":
@@ -117,25 +124,10 @@ class ProxyApp:
                 await store.close()
 
 
-def _lease_for(store: Storage) -> Any:
+def _lease_for(store: Storage) -> Lease | None:
+    """Stores shared between processes (Redis) also coalesce fetches between processes."""
     make = getattr(store, "lease", None)
     return make() if callable(make) else None
-
-
-def _observer_for(runtime: Runtime) -> Observer | None:
-    try:
-        from proxy.admin.observe import build_observer
-    except ImportError:
-        return None
-    return build_observer(runtime)
-
-
-def _admin_for(runtime: Runtime, lifespan: Any) -> Starlette:
-    try:
-        from proxy.admin.routes import build_admin
-    except ImportError:
-        return Starlette(lifespan=lifespan)
-    return build_admin(runtime, lifespan)
 
 
 def create_app_from_env() -> ProxyApp:

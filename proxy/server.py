@@ -42,10 +42,17 @@ def serve(settings: Settings) -> None:
     if settings.workers > 1:
         # Workers are fresh processes: they rebuild the settings from the environment.
         os.environ.update(settings.to_env())
+        from proxy.admin.metrics import prepare_multiprocess, remove_multiprocess_dir
+
+        made_here = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+        metrics_dir = prepare_multiprocess()  # the workers' metrics are summed through files in this directory
         config = uvicorn_config(settings, "proxy.app:create_app_from_env")
-        server = uvicorn.Server(config)
         sock = config.bind_socket()
-        uvicorn.supervisors.Multiprocess(config, target=server.run, sockets=[sock]).run()
+        try:
+            uvicorn.supervisors.Multiprocess(config, sockets=[sock]).run()
+        finally:
+            if made_here:
+                remove_multiprocess_dir(metrics_dir)
         return
     from proxy.app import ProxyApp
 

@@ -16,7 +16,8 @@ from proxy.clock import Clock
 from proxy.errors import StorageError, UpstreamError, UpstreamTimeout
 from proxy.messages import Entry, RequestHead, ResponseHead
 from proxy.rules.model import Route
-from proxy.spec.decisions import DontStore, Forward, Fwd, Reason, Revalidate, Store
+from proxy.spec.decisions import DontStore, Forward, Fwd, Reason, Revalidate, Serve, Store
+from proxy.spec.reuse import decide
 from proxy.spec.storable import assess, surrogate_keys
 from proxy.spec.validation import conditional_request, merge_304, strip_conditionals, validator_matches
 from proxy.spec.vary import vary_names, vary_snapshot
@@ -43,6 +44,7 @@ class Exchange:
     revalidated: bool = False  # a 304 confirmed ``entry``
     detail: str = ""  # why it was not stored, if it was not
     fallback_ok: bool = False  # an error status that stale-if-error may stand in for
+    collapsed: bool = False  # ``entry`` came from another process's fetch (cross-process single-flight)
 
     def stream(self) -> AsyncIterator[bytes]:
         if self.response is None:
@@ -90,16 +92,46 @@ class Fetcher:
         flight: Flight | None,
         store_it: bool = True,
     ) -> Exchange:
+        held = False
         try:
-            result = await self._exchange(request, body, route, key, store, decision, flight, store_it)
+            if flight is not None and self.lease is not None:
+                held = await self.lease.acquire(key)
+                if not held:
+                    remote = await self._from_other_process(request, route, key, store, flight)
+                    if remote is not None:
+                        return remote
+                    held = await self.lease.acquire(key)
+            return await self._exchange(request, body, route, key, store, decision, flight, store_it)
         except UpstreamError as error:
             if flight is not None:
                 self.coalescer.land(flight, Failed(error))
             raise
         finally:
+            if held and self.lease is not None:
+                await self.lease.release(key)
             if flight is not None:
                 self.coalescer.land(flight, NotShared(Reason.NOT_STORED))
-        return result
+
+    async def _from_other_process(
+        self, request: RequestHead, route: Route, key: str, store: Storage, flight: Flight
+    ) -> Exchange | None:
+        """Another process holds the key's lease: wait for its fetch, then take its entry if it suits this request.
+
+        ``None`` when it does not (nothing stored, Vary or Authorization mismatch, not fresh): fetch after all.
+        """
+        if self.lease is None:
+            return None
+        await self.lease.wait(key, route.coalesce_timeout)
+        try:
+            entries = await store.get(key)
+        except StorageError:
+            return None
+        decision = decide(request, entries, self.clock.now())
+        if not isinstance(decision, Serve) or decision.reason is not Reason.FRESH:
+            return None
+        entry = decision.entry
+        _publish(flight, Shared(entry))
+        return Exchange(entry.head, entry.body, entry.head.status, 0.0, entry=entry, collapsed=True)
 
     async def _exchange(
         self,

@@ -192,6 +192,10 @@ class CacheService:
     def _exchange_to_answer(self, request: RequestHead, exchange: Exchange, fwd: Fwd) -> Answer:
         fwd_status = exchange.upstream_status if fwd is Fwd.STALE else None
         line = self.status(fwd=fwd, fwd_status=fwd_status, stored=exchange.stored, detail=exchange.detail or None)
+        if exchange.collapsed and exchange.entry is not None:
+            age = current_age(exchange.entry, self.clock.now())
+            line = self.status(fwd=Fwd.MISS, collapsed=True)
+            return entry_answer(request, exchange.entry, age, line, CacheOutcome.COLLAPSED)
         if exchange.revalidated and exchange.entry is not None:
             age = current_age(exchange.entry, self.clock.now())
             answer = entry_answer(request, exchange.entry, age, line, CacheOutcome.REVALIDATED, exchange.detail)
@@ -272,8 +276,12 @@ class CacheService:
         answer.extra["upstream_status"] = str(exchange.upstream_status)
         return answer
 
-    async def invalidate(self, urls: list[str]) -> int:
-        """Remove every stored variant of each URL; a store failure is logged, never raised."""
+    async def invalidate(self, urls: list[str], *, strict: bool = False) -> int:
+        """Remove every stored variant of each URL.
+
+        A store failure is logged (RFC 9111 §4.4 invalidation is best-effort), or raised with ``strict`` (a purge
+        must say it did not happen).
+        """
         removed = 0
         for url in urls:
             target = _request_for_url(url)
@@ -283,6 +291,8 @@ class CacheService:
             try:
                 removed += await self.store_for(route).delete(primary_key(target, route))
             except StorageError as error:
+                if strict:
+                    raise
                 log.warning("invalidation of %s failed: %s", url, error)
         return removed
 

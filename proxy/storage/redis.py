@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
@@ -31,6 +31,9 @@ from proxy.storage import redis_layout as layout
 from proxy.storage.base import StoreStats
 from proxy.storage.breaker import CircuitBreaker, Guard
 from proxy.storage.memory import url_path
+
+if TYPE_CHECKING:
+    from proxy.storage.lease import RedisLease
 
 Client = Redis | RedisCluster
 EXACT_STATS_LIMIT = 10_000  # above this many keys, ``stats().entries`` counts keys, not variants
@@ -98,6 +101,7 @@ class RedisStorage:
         self._delete = client.register_script(layout.DELETE)
         self._delete_tag = client.register_script(layout.DELETE_TAG)
         self._delete_prefix = client.register_script(layout.DELETE_PREFIX)
+        self._lease: RedisLease | None = None
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStorage:
@@ -188,7 +192,17 @@ class RedisStorage:
         """False while Redis is unreachable or the breaker is open (a ping is also the half-open probe)."""
         return bool(await self.guard.call("ping", self._ping, self.write_timeout, False))
 
+    def lease(self) -> RedisLease:
+        """The cross-process single-flight lease on this store's Redis (one per store, closed with it)."""
+        if self._lease is None:
+            from proxy.storage.lease import RedisLease
+
+            self._lease = RedisLease(self.client, clock=self._clock)
+        return self._lease
+
     async def close(self) -> None:
+        if self._lease is not None:
+            await self._lease.close()
         await self.client.aclose()
 
     def _now_ms(self) -> int:

@@ -23,6 +23,7 @@ import secrets
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.messages import Entry
 from proxy.storage.base import StoreStats
+from proxy.storage.lease import RedisLease
 from proxy.storage.memory import MemoryStorage
 from proxy.storage.redis import RedisStorage
 from proxy.storage.redis_pubsub import Subscriber, publish
@@ -85,6 +86,10 @@ class TieredStorage:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
                 await self._ready.wait()
+
+    def lease(self) -> RedisLease:
+        """Single-flight across processes goes through the shared L2."""
+        return self.l2.lease()
 
     async def close(self) -> None:
         if self._task is not None:

@@ -75,13 +75,12 @@ async def test_single_flight_too_large_releases_followers_at_headers(proxy: Prox
     # 20 MiB, slowly: followers must not wait for the leader's whole download.
     chunks = [b"z" * 1_048_576] * 20
     proxy.origin.set("/huge", headers={"Cache-Control": "max-age=60"}, chunks=chunks, chunk_delay=0.05)
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as client:
-        async with client.stream("GET", "/huge") as leader:
-            first = await leader.aiter_bytes().__anext__()
-            assert first
-            follower = await client.get("/huge")  # answered while the leader's body is still flowing
-            assert "detail=too-large" in follower.headers["cache-status"]
-            assert len(follower.content) == 20 * 1_048_576
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as client, client.stream("GET", "/huge") as leader:
+        first = await leader.aiter_bytes().__anext__()
+        assert first
+        follower = await client.get("/huge")  # answered while the leader's body is still flowing
+        assert "detail=too-large" in follower.headers["cache-status"]
+        assert len(follower.content) == 20 * 1_048_576
     assert proxy.origin.hits["/huge"] == 2
 
 

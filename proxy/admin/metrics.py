@@ -1,0 +1,175 @@
+"""The Prometheus metric families of one worker, and their exposition (all names prefixed ``cacheproxy_``).
+
+Counters and histograms are ordinary prometheus-client objects in a registry per ``Metrics`` (so several apps can
+live in one test process). With several workers, ``PROMETHEUS_MULTIPROC_DIR`` switches prometheus-client to its
+multiprocess mode: every worker writes its values to files in that directory and a scrape of any worker sums them
+(``prepare_multiprocess`` makes the directory before the workers start).
+
+Store figures (bytes, entries, budget, evictions) are not counted by us but read from the store at scrape time
+(``refresh_stores``) and exposed by a collector: a shared store reports the same store-wide figures from every worker,
+so summing workers would be wrong. Store errors are per-worker counts, so they are turned into a real counter
+(incremented by the difference since the last scrape) that multiprocess mode sums. Labels are bounded: outcomes,
+route names, status classes, store names and purge kinds, never URLs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from proxy.storage.base import Storage, StoreStats
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Upstream latency: a hit-free origin answers in milliseconds to seconds; a timeout lands in +Inf.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Total request time: hits are sub-millisecond, so the low end is finer.
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+FAMILIES = (
+    "cacheproxy_requests_total",
+    "cacheproxy_upstream_requests_total",
+    "cacheproxy_upstream_latency_seconds",
+    "cacheproxy_request_duration_seconds",
+    "cacheproxy_stored_bytes",
+    "cacheproxy_stored_entries",
+    "cacheproxy_store_budget_bytes",
+    "cacheproxy_evictions_total",
+    "cacheproxy_purges_total",
+    "cacheproxy_purged_entries_total",
+    "cacheproxy_rule_reloads_total",
+    "cacheproxy_store_errors_total",
+)
+
+
+def prepare_multiprocess() -> Path:
+    """Point prometheus-client at a clean directory for the workers' value files; call before workers start.
+
+    An operator-set ``PROMETHEUS_MULTIPROC_DIR`` is emptied of old ``*.db`` files (values of a previous run would
+    be summed in); otherwise a fresh temporary directory is made and exported to the workers' environment.
+    """
+    configured = os.environ.get(MULTIPROC_ENV)
+    if configured:
+        path = Path(configured)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return path
+    path = Path(tempfile.mkdtemp(prefix="cacheproxy-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path
+
+
+def remove_multiprocess_dir(path: Path) -> None:
+    """Remove a directory ``prepare_multiprocess`` created (after the workers exited)."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def status_class(status: int | str | None) -> str:
+    """``2xx``..``5xx``; ``error`` when no status came back (connect failure, timeout)."""
+    text = str(status) if status is not None else ""
+    return f"{text[0]}xx" if len(text) == 3 and text[0] in "12345" else "error"
+
+
+class StoreCollector(Collector):
+    """Scrape-time store figures, from the last ``refresh_stores`` of this worker."""
+
+    def __init__(self) -> None:
+        self.stats: dict[str, StoreStats] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        stored = GaugeMetricFamily("cacheproxy_stored_bytes", "Bytes held by the store.", labels=["store"])
+        entries = GaugeMetricFamily("cacheproxy_stored_entries", "Entries held by the store.", labels=["store"])
+        budget = GaugeMetricFamily(
+            "cacheproxy_store_budget_bytes", "The store's byte budget (memory stores).", labels=["store"]
+        )
+        evictions = CounterMetricFamily(
+            "cacheproxy_evictions", "Entries evicted to stay within the budget.", labels=["store"]
+        )
+        for name, stats in self.stats.items():
+            stored.add_metric([name], stats.bytes)
+            entries.add_metric([name], stats.entries)
+            if stats.budget is not None:
+                budget.add_metric([name], stats.budget)
+            evictions.add_metric([name], stats.evictions)
+        yield from (stored, entries, budget, evictions)
+
+
+class Metrics:
+    """The families one worker updates; ``render`` produces the Prometheus text of a scrape."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.requests = Counter(
+            "cacheproxy_requests", "Requests by cache outcome and route.", ["outcome", "route"], registry=reg
+        )
+        self.upstream_requests = Counter(
+            "cacheproxy_upstream_requests", "Requests sent upstream, by status class.", ["status_class"], registry=reg
+        )
+        self.upstream_latency = Histogram(
+            "cacheproxy_upstream_latency_seconds",
+            "Time to the upstream's response head.",
+            ["status_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.duration = Histogram(
+            "cacheproxy_request_duration_seconds",
+            "Total time per request, by cache outcome.",
+            ["outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=reg,
+        )
+        self.purges = Counter("cacheproxy_purges", "Purge operations, by kind.", ["kind"], registry=reg)
+        self.purged_entries = Counter("cacheproxy_purged_entries", "Entries removed by purges.", registry=reg)
+        self.rule_reloads = Counter(
+            "cacheproxy_rule_reloads", "Rules reload attempts, by result.", ["result"], registry=reg
+        )
+        self.store_errors = Counter(
+            "cacheproxy_store_errors", "Store operations that failed or were skipped.", ["store", "op"], registry=reg
+        )
+        self.stores = StoreCollector()
+        reg.register(self.stores)
+        self._seen_errors: dict[tuple[str, str], int] = {}
+
+    async def refresh_stores(self, stores: Iterable[Storage]) -> dict[str, StoreStats]:
+        """Read every store's figures (a failing store is left out) and turn error counts into counter steps."""
+        found: dict[str, StoreStats] = {}
+        for store in stores:
+            try:
+                found[store.name] = await store.stats()
+            except Exception:  # a store that cannot report is shown by readyz; the scrape still answers
+                continue
+            self._count_store_errors(store)
+        self.stores.stats = found
+        return found
+
+    def _count_store_errors(self, store: Storage) -> None:
+        counts = getattr(store, "error_counts", None)
+        if not callable(counts):
+            return
+        for op, total in counts().items():
+            ident = (store.name, str(op))
+            step = int(total) - self._seen_errors.get(ident, 0)
+            if step > 0:
+                self.store_errors.labels(store.name, str(op)).inc(step)
+            self._seen_errors[ident] = int(total)
+
+    def render(self) -> bytes:
+        """The exposition text: this worker's registry, or every worker's files in multiprocess mode."""
+        path = os.environ.get(MULTIPROC_ENV)
+        if not path:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+        registry.register(self.stores)
+        return generate_latest(registry)

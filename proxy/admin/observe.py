@@ -1,0 +1,179 @@
+"""What happens to each request once it is answered: metrics, the access-log line, and the status page's figures.
+
+``AdminObserver.request_done`` runs on every request, the hit path included, so it does a few dictionary updates and
+nothing that allocates per request beyond the log record (skipped when the access log is off). The status page's
+figures (outcome counts, routes, a hit-ratio series in 10-second buckets over the last 10 minutes) are kept in memory
+by each worker: with several workers the page shows the worker that answered it, while Prometheus sums them all.
+
+The hit ratio counts as served from cache: hit, stale, revalidated (a 304 from the origin, no body moved) and collapsed
+(answered by another request's fetch); its denominator leaves out bypassed requests, which the cache was told not to
+answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from proxy.admin.metrics import Metrics, status_class
+from proxy.cache.answers import Answer, CacheOutcome
+from proxy.clock import Clock
+from proxy.messages import RequestHead
+
+if TYPE_CHECKING:
+    from proxy.app import Runtime
+
+access_log = logging.getLogger("cacheproxy.access")
+
+BUCKET_SECONDS = 10
+BUCKETS = 60  # 10 minutes
+FROM_CACHE = frozenset({CacheOutcome.HIT, CacheOutcome.STALE, CacheOutcome.REVALIDATED, CacheOutcome.COLLAPSED})
+# Answers that are errors of the upstream exchange itself (no status came back): counted as upstream requests.
+UPSTREAM_FAILURES = frozenset({"upstream-error", "connect-failed", "timeout", "protocol-error"})
+
+
+def ratio(hits: int, cacheable: int) -> float | None:
+    return hits / cacheable if cacheable else None
+
+
+class Traffic:
+    """Per-worker counts for the status page: outcomes, routes, and the hit-ratio series."""
+
+    def __init__(self) -> None:
+        self.outcomes: Counter[str] = Counter({outcome.value: 0 for outcome in CacheOutcome})
+        self.routes: dict[str, list[int]] = {}  # route -> [requests, cacheable, from cache]
+        self.buckets: dict[int, list[int]] = {}  # bucket number -> [cacheable, from cache]
+
+    def add(self, outcome: CacheOutcome, route: str, now: float) -> None:
+        self.outcomes[outcome] += 1
+        cacheable = outcome is not CacheOutcome.BYPASS
+        hit = outcome in FROM_CACHE
+        counts = self.routes.get(route)
+        if counts is None:
+            counts = self.routes[route] = [0, 0, 0]
+        counts[0] += 1
+        counts[1] += cacheable
+        counts[2] += hit
+        if not cacheable:
+            return
+        number = int(now // BUCKET_SECONDS)
+        bucket = self.buckets.get(number)
+        if bucket is None:
+            bucket = self.buckets[number] = [0, 0]
+            for old in [n for n in self.buckets if n <= number - BUCKETS]:
+                del self.buckets[old]
+        bucket[0] += 1
+        bucket[1] += hit
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """The JSON the status page draws: totals, the last 10 minutes in 10-s buckets (oldest first), routes."""
+        current = int(now // BUCKET_SECONDS)
+        series = []
+        for number in range(current - BUCKETS + 1, current + 1):
+            cacheable, hits = self.buckets.get(number, (0, 0))
+            series.append(
+                {"t": number * BUCKET_SECONDS, "requests": cacheable, "hits": hits, "ratio": ratio(hits, cacheable)}
+            )
+        total = sum(self.outcomes.values())
+        cacheable_total = total - self.outcomes[CacheOutcome.BYPASS]
+        from_cache = sum(self.outcomes[o] for o in FROM_CACHE)
+        routes = [
+            {"route": name, "requests": c[0], "hits": c[2], "hit_ratio": ratio(c[2], c[1])}
+            for name, c in sorted(self.routes.items(), key=lambda item: -item[1][0])
+        ]
+        return {
+            "outcomes": dict(self.outcomes),
+            "requests": total,
+            "hit_ratio": ratio(from_cache, cacheable_total),
+            "bucket_seconds": BUCKET_SECONDS,
+            "series": series,
+            "routes": routes,
+        }
+
+
+class AdminObserver:
+    """The ``Observer`` the proxy endpoint calls after each request (see ``proxy.endpoint.Observer``)."""
+
+    def __init__(self, clock: Clock, *, access: bool = True, metrics: Metrics | None = None) -> None:
+        self.clock = clock
+        self.access = access
+        self.metrics = metrics or Metrics()
+        self.traffic = Traffic()
+        self.pid = os.getpid()
+        self._requests: dict[tuple[str, str], Any] = {}
+        self._durations: dict[str, Any] = {}
+
+    def request_done(self, request: RequestHead, answer: Answer, duration: float, sent: int) -> None:
+        outcome = answer.outcome
+        child = self._requests.get((outcome, answer.route))
+        if child is None:
+            child = self._requests[(outcome, answer.route)] = self.metrics.requests.labels(outcome, answer.route)
+        child.inc()
+        timer = self._durations.get(outcome)
+        if timer is None:
+            timer = self._durations[outcome] = self.metrics.duration.labels(outcome)
+        timer.observe(duration)
+        if answer.upstream_time is not None or (outcome is CacheOutcome.ERROR and answer.detail in UPSTREAM_FAILURES):
+            self._upstream_done(answer)
+        self.traffic.add(outcome, answer.route, self.clock.now())
+        if self.access and access_log.isEnabledFor(logging.INFO):
+            log_request(request, answer, duration, sent)
+
+    def _upstream_done(self, answer: Answer) -> None:
+        klass = status_class(answer.extra.get("upstream_status"))
+        self.metrics.upstream_requests.labels(klass).inc()
+        if answer.upstream_time is not None:
+            self.metrics.upstream_latency.labels(klass).observe(answer.upstream_time)
+
+    def rules_reloaded(self, ok: bool, problems: list[str]) -> None:
+        """The ``RulesHolder.on_reload`` hook."""
+        self.metrics.rule_reloads.labels("ok" if ok else "error").inc()
+
+    def purged(self, kind: str, count: int) -> None:
+        self.metrics.purges.labels(kind).inc()
+        self.metrics.purged_entries.inc(count)
+
+
+def log_request(request: RequestHead, answer: Answer, duration: float, sent: int) -> None:
+    """One access-log line; with ``--log-format json`` every field below is a key of the JSON object."""
+    upstream = "-" if answer.upstream_time is None else f"{answer.upstream_time:.4f}"
+    access_log.info(
+        "%s %s %d %s%s route=%s upstream=%s time=%.4f bytes=%d",
+        request.method,
+        request.target,
+        answer.status,
+        answer.outcome.value,
+        f" ({answer.detail})" if answer.detail else "",
+        answer.route,
+        upstream,
+        duration,
+        sent,
+        extra={
+            "method": request.method,
+            "path": request.target,
+            "status": answer.status,
+            "outcome": answer.outcome.value,
+            "detail": answer.detail,
+            "route": answer.route,
+            "upstream_time": answer.upstream_time,
+            "duration": round(duration, 6),
+            "bytes": sent,
+            "client": request.client,
+        },
+    )
+
+
+def build_observer(runtime: Runtime) -> AdminObserver:
+    """The observer of one worker; it also counts the rules holder's reloads (chained with any earlier hook)."""
+    observer = AdminObserver(runtime.clock, access=runtime.settings.access_log)
+    previous = runtime.rules.on_reload
+
+    def on_reload(ok: bool, problems: list[str]) -> None:
+        observer.rules_reloaded(ok, problems)
+        if previous is not None:
+            previous(ok, problems)
+
+    runtime.rules.on_reload = on_reload
+    return observer

@@ -1,0 +1,147 @@
+"""Cross-process single-flight: a short lease per cache key in Redis, so that one process of many fetches a key.
+
+The leader takes ``cp:{K}:lease`` with ``SET NX PX`` (the hash tag puts it in the entry's slot) and renews it while
+its fetch runs; when done it deletes the lease (only if still its own) and publishes the key on ``cp:lease-done``.
+Other processes wait for that message, checking every ``check_interval`` whether the lease still exists, so a leader
+that crashed delays them by at most the lease's time-to-live. Redis trouble never blocks anyone: a lease that cannot
+be taken or checked counts as free, and the process fetches for itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from proxy.clock import SYSTEM_CLOCK, Clock
+from proxy.storage.redis import Client
+from proxy.storage.redis_pubsub import Subscriber, publish
+
+log = logging.getLogger("cacheproxy.lease")
+
+CHANNEL = "cp:lease-done"
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_ERRORS = (RedisError, OSError, TimeoutError)
+
+
+def lease_name(key: str) -> str:
+    return f"cp:{{{key}}}:lease"
+
+
+class RedisLease:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        ttl: float = 5.0,
+        timeout: float = 0.25,
+        check_interval: float = 0.25,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.client = client
+        self.ttl = ttl
+        self.timeout = timeout
+        self.check_interval = check_interval
+        self.clock = clock
+        self.token = secrets.token_hex(8)
+        self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
+        self._held: dict[str, asyncio.Task[None]] = {}  # key -> its renewal task
+        self._waiting: dict[str, asyncio.Event] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    async def acquire(self, key: str) -> bool:
+        try:
+            async with asyncio.timeout(self.timeout):
+                taken = await self.client.set(lease_name(key), self.token, nx=True, px=int(self.ttl * 1000))
+        except _ERRORS as error:
+            log.debug("lease on %s not taken (%s): fetching without it", key, error)
+            return True
+        if not taken:
+            return False
+        self._held[key] = asyncio.create_task(self._keep_renewed(key))
+        return True
+
+    async def _keep_renewed(self, key: str) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            with contextlib.suppress(*_ERRORS):
+                async with asyncio.timeout(self.timeout):
+                    await self._renew(keys=[lease_name(key)], args=[self.token, int(self.ttl * 1000)])
+
+    async def release(self, key: str) -> None:
+        renewal = self._held.pop(key, None)
+        if renewal is None:
+            return
+        renewal.cancel()
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._release(keys=[lease_name(key)], args=[self.token])
+                await publish(self.client, CHANNEL, key.encode())
+        except _ERRORS as error:
+            log.debug("lease on %s not released (%s): it expires by itself", key, error)
+
+    async def wait(self, key: str, timeout: float) -> None:
+        """Until the holder is done, its lease expires, or ``timeout``; woken by pub/sub, checked periodically."""
+        self._ensure_listener()
+        event = self._waiting.setdefault(key, asyncio.Event())
+        deadline = self.clock.monotonic() + timeout
+        try:
+            while (left := deadline - self.clock.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, self.check_interval)):
+                        await event.wait()
+                    return
+                if not await self._exists(key):
+                    return
+        finally:
+            if self._waiting.get(key) is event:
+                del self._waiting[key]
+
+    async def _exists(self, key: str) -> bool:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return bool(await self.client.exists(lease_name(key)))
+        except _ERRORS:
+            return False
+
+    def _ensure_listener(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.create_task(self._listen())
+
+    async def _listen(self) -> None:
+        """Wake local waiters when any process announces a key done; on a lost link, waiters fall back to checks."""
+        subscriber = Subscriber(self.client, CHANNEL)
+        try:
+            await subscriber.subscribe(2.0)
+            while True:
+                data = await subscriber.next_message(1.0)
+                if data is not None and (event := self._waiting.get(data.decode())) is not None:
+                    event.set()
+        except asyncio.CancelledError:
+            raise
+        except _ERRORS as error:
+            log.debug("lease notifications lost (%s): waiters poll the lease", error)
+        finally:
+            with contextlib.suppress(*_ERRORS):
+                await subscriber.close()
+
+    async def close(self) -> None:
+        tasks: list[Any] = [*self._held.values()]
+        if self._listener is not None:
+            tasks.append(self._listener)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._held.clear()

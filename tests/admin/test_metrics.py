@@ -1,0 +1,221 @@
+"""Prometheus metrics: every family present, counting what the proxy did, bounded labels, multiprocess sums."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from proxy.admin.metrics import FAMILIES, Metrics, status_class
+from proxy.admin.observe import AdminObserver
+from proxy.cache.answers import Answer, CacheOutcome
+from proxy.clock import FakeClock
+from proxy.messages import Headers, RequestHead
+from tests.admin.conftest import CACHEABLE, RunningProxy, run_proxy
+from tests.admin.test_health import DegradedStore
+from tests.support.origin import RunningOrigin
+
+ROOT = Path(__file__).resolve().parents[2]
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> tuple[set[str], Samples]:
+    """The family names (as exposed, counters with ``_total``) and every sample of a scrape."""
+    names: set[str] = set()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        names.add(family.name + "_total" if family.type == "counter" else family.name)
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return names, samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def scrape(proxy: RunningProxy) -> tuple[set[str], Samples]:
+    response = await proxy.client.get("/_cacheproxy/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return parse(response.text)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(200, "2xx"), ("304", "3xx"), (404, "4xx"), (503, "5xx"), (None, "error"), ("", "error"), ("99", "error")],
+)
+def test_metrics_status_class(status: int | str | None, expected: str) -> None:
+    assert status_class(status) == expected
+
+
+async def test_metrics_every_family_exposed(proxy: RunningProxy) -> None:
+    names, _ = await scrape(proxy)
+    assert set(FAMILIES) <= names
+
+
+async def test_metrics_count_a_miss_then_a_hit(proxy: RunningProxy, origin: RunningOrigin) -> None:
+    origin.set("/m", headers=CACHEABLE, body="metered")
+    await proxy.client.get("/m")
+    await proxy.client.get("/m")
+    _, samples = await scrape(proxy)
+    assert value(samples, "cacheproxy_requests_total", outcome="hit", route="default") == 1
+    assert value(samples, "cacheproxy_requests_total", outcome="miss", route="default") == 1
+    assert value(samples, "cacheproxy_upstream_requests_total", status_class="2xx") == 1
+    assert value(samples, "cacheproxy_upstream_latency_seconds_count", status_class="2xx") == 1
+    assert value(samples, "cacheproxy_request_duration_seconds_count", outcome="hit") == 1
+    assert value(samples, "cacheproxy_stored_entries", store="memory") == 1
+    assert value(samples, "cacheproxy_stored_bytes", store="memory") > len("metered")
+    assert value(samples, "cacheproxy_store_budget_bytes", store="memory") == 256 * 1024 * 1024
+
+
+async def test_metrics_labels_are_route_names_never_urls(proxy: RunningProxy, origin: RunningOrigin) -> None:
+    for i in range(5):
+        await proxy.client.get(f"/item/{i}?q={i}")
+    response = await proxy.client.get("/_cacheproxy/metrics")
+    assert "/item/" not in response.text
+    _, samples = await scrape(proxy)
+    assert value(samples, "cacheproxy_requests_total", outcome="miss", route="default") == 5
+
+
+async def test_metrics_upstream_failure_counted_as_error(proxy: RunningProxy, origin: RunningOrigin) -> None:
+    await origin.server.stop()
+    try:
+        response = await proxy.client.get("/down")
+    finally:
+        await origin.server.start()
+    assert response.status_code == 502
+    _, samples = await scrape(proxy)
+    assert value(samples, "cacheproxy_requests_total", outcome="error", route="default") == 1
+    assert value(samples, "cacheproxy_upstream_requests_total", status_class="error") == 1
+
+
+async def test_metrics_evictions_from_store_stats(origin: RunningOrigin) -> None:
+    origin.set("/big/1", headers=CACHEABLE, body="x" * 3000)
+    origin.set("/big/2", headers=CACHEABLE, body="y" * 3000)
+    async with run_proxy(origin.url, memory_budget=5000) as proxy:
+        await proxy.client.get("/big/1")
+        await proxy.client.get("/big/2")
+        _, samples = await scrape(proxy)
+    assert value(samples, "cacheproxy_evictions_total", store="memory") == 1
+    assert value(samples, "cacheproxy_stored_entries", store="memory") == 1
+
+
+async def test_metrics_purges_counted(proxy: RunningProxy, origin: RunningOrigin) -> None:
+    origin.set("/pm", headers={**CACHEABLE, "Surrogate-Key": "k"}, body="p")
+    await proxy.client.get("/pm")
+    await proxy.client.post("/_cacheproxy/purge", json={"tag": "k"})
+    await proxy.client.post("/_cacheproxy/purge", json={"url": "/nothing-here"})
+    _, samples = await scrape(proxy)
+    assert value(samples, "cacheproxy_purges_total", kind="tag") == 1
+    assert value(samples, "cacheproxy_purges_total", kind="url") == 1
+    assert value(samples, "cacheproxy_purged_entries_total") == 1
+
+
+async def test_metrics_rule_reloads(origin: RunningOrigin, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("routes:\n  - name: a\n    match:\n      path: /a\n")
+    async with run_proxy(origin.url, rules=rules) as proxy:
+        assert proxy.app.runtime.rules.reload()
+        rules.write_text("routes:\n  - name: a\n    match:\n      path: /a\n    ttl: soon\n")
+        assert not proxy.app.runtime.rules.reload()
+        _, samples = await scrape(proxy)
+    assert value(samples, "cacheproxy_rule_reloads_total", result="ok") == 1
+    assert value(samples, "cacheproxy_rule_reloads_total", result="error") == 1
+
+
+class ErringStore(DegradedStore):
+    def __init__(self) -> None:
+        self.counts = {"get": 2, "put": 0}
+
+    def error_counts(self) -> dict[str, int]:
+        return dict(self.counts)
+
+
+async def test_metrics_store_errors_from_error_counts(proxy: RunningProxy) -> None:
+    store = ErringStore()
+    proxy.app.runtime.stores["redis"] = store
+    _, first = await scrape(proxy)
+    store.counts["get"] = 5
+    _, second = await scrape(proxy)
+    assert value(first, "cacheproxy_store_errors_total", store="redis", op="get") == 2
+    assert value(second, "cacheproxy_store_errors_total", store="redis", op="get") == 5
+    assert value(second, "cacheproxy_store_errors_total", store="redis", op="put") == 0
+
+
+@pytest.mark.parametrize("outcome", list(CacheOutcome), ids=lambda o: f"outcome-{o.value}")
+def test_metrics_every_outcome_counted(outcome: CacheOutcome) -> None:
+    """Collapsed, stale, revalidated... each is its own label value (bounded by the enum)."""
+    observer = AdminObserver(FakeClock(), access=False)
+    request = RequestHead("GET", "http", "h", "/x", "", Headers(()))
+    observer.request_done(request, Answer(200, [], outcome=outcome, route="r"), 0.001, 0)
+    _, samples = parse(observer.metrics.render().decode())
+    assert value(samples, "cacheproxy_requests_total", outcome=outcome.value, route="r") == 1
+    assert value(samples, "cacheproxy_request_duration_seconds_count", outcome=outcome.value) == 1
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    from proxy.admin.metrics import Metrics
+    metrics = Metrics()
+    if sys.argv[1] == "count":
+        metrics.requests.labels("hit", "default").inc()
+        metrics.purges.labels("tag").inc()
+    else:
+        sys.stdout.write(metrics.render().decode())
+    """
+)
+
+
+def test_metrics_multiprocess_sums_workers(tmp_path: Path) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR set, a scrape of one worker sums the counts of all of them."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", WORKER, "count"], env=env, check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER, "render"], env=env, check=True, timeout=60, capture_output=True, text=True
+    ).stdout
+    _, samples = parse(out)
+    assert value(samples, "cacheproxy_requests_total", outcome="hit", route="default") == 2
+    assert value(samples, "cacheproxy_purges_total", kind="tag") == 2
+
+
+def test_metrics_prepare_multiprocess_cleans_old_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from proxy.admin.metrics import prepare_multiprocess, remove_multiprocess_dir
+
+    (tmp_path / "counter_123.db").write_bytes(b"old")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert prepare_multiprocess() == tmp_path
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    made = prepare_multiprocess()
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(made)
+    assert made.is_dir()
+    remove_multiprocess_dir(made)
+    assert not made.exists()
+
+
+def test_grafana_dashboard_uses_existing_families() -> None:
+    """deploy/grafana/cacheproxy.json is valid JSON and every query names a family the proxy exposes."""
+    dashboard = json.loads((ROOT / "deploy/grafana/cacheproxy.json").read_text())
+    exposed, _ = parse(Metrics().render().decode())
+    exposed |= set(FAMILIES)
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    titles = " ".join(p.get("title", "") for p in dashboard["panels"]).lower()
+    assert exprs
+    for word in ("hit ratio", "outcome", "latency", "stored"):
+        assert word in titles
+    for expr in exprs:
+        names = re.findall(r"\bcacheproxy_[a-z_]+", expr)
+        assert names, expr
+        for name in names:
+            family = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert family in exposed, f"{name} in {expr!r}"

@@ -1,0 +1,81 @@
+"""Smoke tests of ``load_tests/``: the modules import, the wrk report parser reads a captured report, and a tiny
+stampede through a real proxy reaches the origin once (issue 4). No timing thresholds: the figures are printed by the
+benchmarks themselves, on a machine chosen by whoever runs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from load_tests.common import WrkResult, format_table, median_result, parse_wrk
+from load_tests.stampede import Config, cache_status_kind, percentile, run_stampede
+
+WRK_SAMPLE = """\
+Running 3s test @ http://127.0.0.1:18712/cached
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    10.41ms    8.51ms 194.86ms   94.51%
+    Req/Sec     6.68k     1.15k    7.61k    83.33%
+  Latency Distribution
+     50%    8.77ms
+     75%    9.23ms
+     90%   13.84ms
+     99%   36.40ms
+  19925 requests in 3.00s, 24.32MB read
+  Socket errors: connect 0, read 2, write 0, timeout 3
+  Non-2xx or 3xx responses: 7
+Requests/sec:   6638.12
+Transfer/sec:      8.10MB
+"""
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["load_tests.common", "load_tests.origin_app", "load_tests.bare_app", "load_tests.bench_proxy",
+     "load_tests.bench_stores", "load_tests.stampede"],
+)  # fmt: skip
+def test_load_test_modules_import(module: str) -> None:
+    assert importlib.import_module(module).__doc__
+
+
+def test_parse_wrk_reads_rps_percentiles_and_errors() -> None:
+    result = parse_wrk("hit", WRK_SAMPLE)
+    assert result == WrkResult("hit", 6638.12, 8.77, 36.40, requests=19925, non_2xx=7, socket_errors=5)
+
+
+@pytest.mark.parametrize(
+    ("line", "ms"), [("850.00us", 0.85), ("1.50s", 1500.0), ("2.00m", 120_000.0)], ids=["us", "s", "m"]
+)
+def test_parse_wrk_converts_latency_units_to_ms(line: str, ms: float) -> None:
+    text = WRK_SAMPLE.replace("99%   36.40ms", f"99%   {line}")
+    assert parse_wrk("x", text).p99_ms == pytest.approx(ms)
+
+
+def test_parse_wrk_rejects_a_report_without_latency() -> None:
+    with pytest.raises(ValueError, match="not a wrk --latency report"):
+        parse_wrk("x", "Requests/sec:   10.0\n")
+
+
+def test_median_result_takes_the_median_of_each_figure_and_sums_counts() -> None:
+    figures = [(1, 5, 9), (3, 1, 7), (2, 3, 8)]
+    runs = [WrkResult("a", rps, p50, p99, requests=10, upstream=0) for rps, p50, p99 in figures]
+    median = median_result("a", runs)
+    assert (median.rps, median.p50_ms, median.p99_ms, median.requests, median.upstream) == (2, 3, 8, 30, 0)
+    assert "a" in format_table([median])
+
+
+def test_stampede_helpers() -> None:
+    assert cache_status_kind("cacheproxy; hit; ttl=41") == "hit"
+    assert cache_status_kind("cacheproxy; fwd=miss; collapsed") == "fwd=miss; collapsed"
+    assert percentile([float(n) for n in range(1, 101)], 0.99) == 99.0
+    assert percentile([], 0.5) == 0.0
+
+
+def test_issue4_stampede_on_a_cold_key_reaches_the_origin_once() -> None:
+    outcome = run_stampede(Config(requests=50, delay_ms=200, pin=False, timeout=30))
+    assert outcome.upstream == 1
+    assert len(outcome.answers) == 50
+    assert {answer.status for answer in outcome.answers} == {200}
+    assert len({answer.body for answer in outcome.answers}) == 1

@@ -104,7 +104,7 @@ def _pairs(values: Sequence[str] | None, flag: str) -> list[tuple[str, str]]:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from proxy.rules.explain import explain
+    from proxy.explain import explain
     from proxy.rules.loader import load_rules
     from proxy.rules.model import Rules
 
@@ -115,7 +115,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(_args: argparse.Namespace) -> int:
-    from proxy.rules.explain import schema
+    from proxy.explain import schema
 
     print(json.dumps(schema(), indent=2))
     return 0

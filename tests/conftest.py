@@ -6,6 +6,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.redis_fixtures import (  # real redis-server processes, shared by every folder for the session
+    redis_cluster,  # noqa: F401
+    redis_cluster_url,  # noqa: F401
+    redis_server,  # noqa: F401
+    redis_url,  # noqa: F401
+)
 from tests.support.origin import RunningOrigin, run_origin
 
 

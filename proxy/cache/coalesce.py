@@ -16,10 +16,12 @@ flight table is being changed.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.errors import UpstreamError
 from proxy.messages import Entry
 from proxy.spec.decisions import Reason
@@ -65,10 +67,11 @@ class Lease(Protocol):
 class Flight:
     """One in-progress fetch for a key. ``publish`` may be called many times; only the first outcome counts."""
 
-    __slots__ = ("_future", "key")
+    __slots__ = ("_future", "background", "key")
 
     def __init__(self, key: str) -> None:
         self.key = key
+        self.background = False  # a stale-while-revalidate refresh: requests are served stale, not held for it
         self._future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
 
     def publish(self, outcome: Outcome) -> None:
@@ -79,6 +82,10 @@ class Flight:
     def published(self) -> bool:
         return self._future.done()
 
+    @property
+    def outcome(self) -> Outcome | None:
+        return self._future.result() if self._future.done() else None
+
     async def wait(self, timeout: float) -> Outcome | None:
         """The leader's outcome, or ``None`` when ``timeout`` passed first."""
         try:
@@ -88,10 +95,19 @@ class Flight:
 
 
 class Coalescer:
-    """The table of flights of one process."""
+    """The table of flights of one process.
 
-    def __init__(self) -> None:
+    It also remembers, for ``hit_for_miss`` seconds, the keys whose last fetch was not for sharing (private,
+    Set-Cookie, too large...): requests for them go upstream at once, side by side, instead of queueing behind a
+    new leader only to be told again that its response is not for them (Varnish's hit-for-miss).
+    """
+
+    def __init__(self, clock: Clock = SYSTEM_CLOCK, *, hit_for_miss: float = 10.0, memory: int = 10_000) -> None:
         self._flights: dict[str, Flight] = {}
+        self._unshared: OrderedDict[str, float] = OrderedDict()  # key -> until (monotonic)
+        self._clock = clock
+        self._hit_for_miss = hit_for_miss
+        self._memory = memory
         self.collapsed = 0  # followers answered from a leader's response, for metrics
 
     def __len__(self) -> int:
@@ -111,9 +127,27 @@ class Coalescer:
         flight.publish(fallback)
         if self._flights.get(flight.key) is flight:
             del self._flights[flight.key]
+        if isinstance(flight.outcome, NotShared):
+            self._unshared[flight.key] = self._clock.monotonic() + self._hit_for_miss
+            self._unshared.move_to_end(flight.key)
+            if len(self._unshared) > self._memory:
+                self._unshared.popitem(last=False)
+        else:
+            self._unshared.pop(flight.key, None)
 
-    def is_flying(self, key: str) -> bool:
-        return key in self._flights
+    def is_unshared(self, key: str) -> bool:
+        """The key's last fetch was not shareable, recently: fetch without a flight."""
+        until = self._unshared.get(key)
+        if until is None:
+            return False
+        if until <= self._clock.monotonic():
+            del self._unshared[key]
+            return False
+        return True
+
+    def current(self, key: str) -> Flight | None:
+        """The flight in progress for ``key``, if any."""
+        return self._flights.get(key)
 
 
 T = TypeVar("T")

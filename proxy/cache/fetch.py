@@ -97,9 +97,13 @@ class Fetcher:
             if flight is not None and self.lease is not None:
                 held = await self.lease.acquire(key)
                 if not held:
-                    remote = await self._from_other_process(request, route, key, store, flight)
-                    if remote is not None:
-                        return remote
+                    await self.lease.wait(key, route.coalesce_timeout)
+                # Whether another process fetched while we waited, or finished just before we took the lease,
+                # its entry is in the store now: look again before going upstream (double-checked).
+                stored = await self._fresh_in_store(request, key, store, flight)
+                if stored is not None:
+                    return stored
+                if not held:
                     held = await self.lease.acquire(key)
             return await self._exchange(request, body, route, key, store, decision, flight, store_it)
         except UpstreamError as error:
@@ -112,16 +116,13 @@ class Fetcher:
             if flight is not None:
                 self.coalescer.land(flight, NotShared(Reason.NOT_STORED))
 
-    async def _from_other_process(
-        self, request: RequestHead, route: Route, key: str, store: Storage, flight: Flight
+    async def _fresh_in_store(
+        self, request: RequestHead, key: str, store: Storage, flight: Flight
     ) -> Exchange | None:
-        """Another process holds the key's lease: wait for its fetch, then take its entry if it suits this request.
+        """Another process's fetch for this key, if it stored an entry that this request may be served fresh.
 
-        ``None`` when it does not (nothing stored, Vary or Authorization mismatch, not fresh): fetch after all.
+        ``None`` when it did not (nothing stored, Vary or Authorization mismatch, not fresh): fetch after all.
         """
-        if self.lease is None:
-            return None
-        await self.lease.wait(key, route.coalesce_timeout)
         try:
             entries = await store.get(key)
         except StorageError:

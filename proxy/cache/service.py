@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import assert_never
 
 from proxy.cache.answers import Answer, CacheOutcome, entry_answer, error_answer, response_answer
-from proxy.cache.coalesce import Coalescer, Failed, Flight, Lease, Shared, run_detached
+from proxy.cache.coalesce import Coalescer, Failed, Flight, Lease, Outcome, Shared, run_detached
 from proxy.cache.fetch import Exchange, Fetcher, upstream_error_text
 from proxy.cache.keys import primary_key
 from proxy.clock import Clock
@@ -58,7 +58,8 @@ class CacheService:
         self.default_store = default_store
         self.clock = clock
         self.name = name
-        self.coalescer = Coalescer()
+        self.coalescer = Coalescer(clock)
+        self._lookups: dict[str, asyncio.Future[list[Entry]]] = {}
         self.tasks: set[asyncio.Task[Exchange]] = set()
         self.fetcher = Fetcher(upstream=upstream, clock=clock, coalescer=self.coalescer, lease=lease)
 
@@ -82,14 +83,61 @@ class CacheService:
     async def _cacheable(self, request: RequestHead, body: AsyncIterator[bytes] | None, route: Route) -> Answer:
         key = primary_key(request, route)
         store = self.store_for(route)
-        try:
-            candidates = await store.get(key)
-        except StorageError:
-            candidates = []
+        early = await self._join_before_lookup(request, body, route, key)
+        if isinstance(early, Answer):
+            return early
+        candidates = await self._lookup(store, key)
         decision = decide(request, candidates, self.clock.now())
-        answer = await self._act(request, body, route, key, store, decision)
+        if isinstance(early, Failed) and early.shared and isinstance(decision, Revalidate | Forward):
+            answer = self._failed(request, decision, early.error)
+        else:
+            answer = await self._act(request, body, route, key, store, decision)
         answer.extra["key"] = key
         return answer
+
+    async def _lookup(self, store: Storage, key: str) -> list[Entry]:
+        """``store.get``, one at a time per key: concurrent lookups of a hot key share one round trip to Redis.
+
+        The memory store answers without a round trip, so it is asked directly.
+        """
+        if store.name == "memory":
+            return await store.get(key)
+        pending = self._lookups.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[list[Entry]] = asyncio.get_running_loop().create_future()
+        self._lookups[key] = future
+        found: list[Entry] = []
+        try:
+            found = await store.get(key)
+        except StorageError:
+            pass
+        finally:
+            future.set_result(found)  # also when this caller was cancelled: the others get a miss, not an error
+            del self._lookups[key]
+        return found
+
+    async def _join_before_lookup(
+        self, request: RequestHead, body: AsyncIterator[bytes] | None, route: Route, key: str
+    ) -> Answer | Outcome | None:
+        """While a fetch for ``key`` is in flight, wait for it before looking in the store.
+
+        A cold or expired hot key then costs the store one lookup per process, not one per waiting request (which
+        would stampede Redis instead of the origin). An outcome that does not suit this request (another variant,
+        an error) is handed back, and the request carries on with its own lookup.
+        """
+        flight = self.coalescer.current(key)
+        if flight is None or flight.background or not route.coalesce or body is not None:
+            return None
+        outcome = await flight.wait(route.coalesce_timeout)
+        if isinstance(outcome, Shared) and self._may_share(request, outcome.entry):
+            return self._collapsed(request, outcome.entry)
+        return outcome
+
+    def _collapsed(self, request: RequestHead, entry: Entry) -> Answer:
+        self.coalescer.collapsed += 1
+        age = current_age(entry, self.clock.now())
+        return entry_answer(request, entry, age, self.status(fwd=Fwd.MISS, collapsed=True), CacheOutcome.COLLAPSED)
 
     async def _act(
         self,
@@ -132,7 +180,7 @@ class CacheService:
         decision: Revalidate | Forward,
     ) -> Answer:
         """Go upstream for ``decision``, as the leader of a flight or, behind one, as a follower."""
-        if not route.coalesce or body is not None:
+        if not route.coalesce or body is not None or self.coalescer.is_unshared(key):
             return await self._exchange_answer(request, body, route, key, store, decision)
         flight, leads = self.coalescer.join(key)
         if leads:
@@ -140,11 +188,7 @@ class CacheService:
         outcome = await flight.wait(route.coalesce_timeout)
         match outcome:
             case Shared(entry) if self._may_share(request, entry):
-                self.coalescer.collapsed += 1
-                age = current_age(entry, self.clock.now())
-                return entry_answer(
-                    request, entry, age, self.status(fwd=Fwd.MISS, collapsed=True), CacheOutcome.COLLAPSED
-                )
+                return self._collapsed(request, entry)
             case Failed(error, shared=True):
                 return self._failed(request, decision, error)
             case None:
@@ -190,12 +234,10 @@ class CacheService:
         return self._exchange_to_answer(request, exchange, fwd)
 
     def _exchange_to_answer(self, request: RequestHead, exchange: Exchange, fwd: Fwd) -> Answer:
+        if exchange.collapsed and exchange.entry is not None:
+            return self._collapsed(request, exchange.entry)
         fwd_status = exchange.upstream_status if fwd is Fwd.STALE else None
         line = self.status(fwd=fwd, fwd_status=fwd_status, stored=exchange.stored, detail=exchange.detail or None)
-        if exchange.collapsed and exchange.entry is not None:
-            age = current_age(exchange.entry, self.clock.now())
-            line = self.status(fwd=Fwd.MISS, collapsed=True)
-            return entry_answer(request, exchange.entry, age, line, CacheOutcome.COLLAPSED)
         if exchange.revalidated and exchange.entry is not None:
             age = current_age(exchange.entry, self.clock.now())
             answer = entry_answer(request, exchange.entry, age, line, CacheOutcome.REVALIDATED, exchange.detail)
@@ -238,6 +280,7 @@ class CacheService:
         flight, leads = self.coalescer.join(key)
         if not leads:
             return
+        flight.background = True
         decision = Revalidate(entry, Reason.STALE_WHILE_REVALIDATE)
 
         async def refresh() -> Exchange:

@@ -18,6 +18,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from proxy.clock import SYSTEM_CLOCK, Clock
+from proxy.storage.breaker import Guard
 from proxy.storage.redis import Client
 from proxy.storage.redis_pubsub import Subscriber, publish
 
@@ -43,13 +44,15 @@ class RedisLease:
     def __init__(
         self,
         client: Client,
+        guard: Guard,
         *,
         ttl: float = 5.0,
-        timeout: float = 0.25,
+        timeout: float = 1.0,
         check_interval: float = 0.25,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.client = client
+        self.guard = guard  # with Redis down the breaker opens: lease calls then fail at once, not after a timeout
         self.ttl = ttl
         self.timeout = timeout
         self.check_interval = check_interval
@@ -62,11 +65,13 @@ class RedisLease:
         self._listener: asyncio.Task[None] | None = None
 
     async def acquire(self, key: str) -> bool:
-        try:
-            async with asyncio.timeout(self.timeout):
-                taken = await self.client.set(lease_name(key), self.token, nx=True, px=int(self.ttl * 1000))
-        except _ERRORS as error:
-            log.debug("lease on %s not taken (%s): fetching without it", key, error)
+        """Take the lease; False when another process holds it. A Redis failure counts as taken (fetch anyway)."""
+
+        async def take() -> bool:
+            return bool(await self.client.set(lease_name(key), self.token, nx=True, px=int(self.ttl * 1000)))
+
+        taken = await self.guard.call("lease", take, self.timeout, None)
+        if taken is None:
             return True
         if not taken:
             return False
@@ -110,11 +115,10 @@ class RedisLease:
                 del self._waiting[key]
 
     async def _exists(self, key: str) -> bool:
-        try:
-            async with asyncio.timeout(self.timeout):
-                return bool(await self.client.exists(lease_name(key)))
-        except _ERRORS:
-            return False
+        async def exists() -> bool:
+            return bool(await self.client.exists(lease_name(key)))
+
+        return await self.guard.call("lease", exists, self.timeout, False)
 
     def _ensure_listener(self) -> None:
         if self._listener is None or self._listener.done():

@@ -197,7 +197,9 @@ class RedisStorage:
         if self._lease is None:
             from proxy.storage.lease import RedisLease
 
-            self._lease = RedisLease(self.client, clock=self._clock)
+            # Its own breaker: a burst of lookup timeouts under load must not switch cross-process coalescing off
+            # (one lease call per fetching worker and key is cheap), while a Redis that is down still trips it.
+            self._lease = RedisLease(self.client, Guard(f"{self.name}-lease", self._clock), clock=self._clock)
         return self._lease
 
     async def close(self) -> None:

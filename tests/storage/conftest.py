@@ -29,13 +29,7 @@ from proxy.clock import FakeClock
 from proxy.messages import Entry, Headers, ResponseHead
 from proxy.storage.base import Storage
 from proxy.storage.memory import MemoryStorage
-from tests.redis_fixtures import (  # the server fixtures are used through request.getfixturevalue
-    redis_cluster,  # noqa: F401
-    redis_cluster_url,  # noqa: F401
-    redis_server,  # noqa: F401
-    redis_url,  # noqa: F401
-    register_redis_backends,
-)
+from tests.redis_fixtures import register_redis_backends  # the server fixtures come from tests/conftest.py
 
 
 @dataclass(frozen=True)

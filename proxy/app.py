@@ -16,14 +16,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from proxy.admin.observe import build_observer
+from proxy.admin.observe import AdminObserver, build_observer
 from proxy.admin.purge import build_purge_method
 from proxy.admin.routes import build_admin
 from proxy.cache.coalesce import Lease
 from proxy.cache.service import CacheService
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.config import Settings
-from proxy.endpoint import Observer, ProxyEndpoint, Receive, Scope, Send
+from proxy.endpoint import ProxyEndpoint, Receive, Scope, Send
 from proxy.rules.reload import RulesHolder
 from proxy.storage.base import Storage
 from proxy.storage.memory import MemoryStorage
@@ -43,7 +43,7 @@ class Runtime:
     stores: dict[str, Storage]
     default_store: str
     service: CacheService
-    observer: Observer | None = None
+    observer: AdminObserver | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -110,6 +110,8 @@ class ProxyApp:
             if start is not None:
                 await start()
         rt.tasks.append(asyncio.create_task(rt.rules.watch()))
+        if rt.observer is not None:
+            rt.tasks.append(asyncio.create_task(rt.observer.flush_every(1.0)))
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             rt.rules.install_sighup(asyncio.get_running_loop())
         try:

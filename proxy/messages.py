@@ -7,25 +7,73 @@ as on the wire (RFC 9110 §5.5), so every byte survives the round trip.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
 HeaderPairs = tuple[tuple[str, str], ...]
+T = TypeVar("T")
 
 
 class Headers:
-    """An immutable, ordered, case-insensitive, multi-valued header list."""
+    """An immutable, ordered, case-insensitive, multi-valued header list.
 
-    __slots__ = ("_items",)
+    Lookups go through an index by lower-cased name, built on first use; values derived from the fields (parsed
+    directives, say) can be kept with ``derived``. Both live as long as the object, which for a stored response
+    is as long as the entry: the hit path parses nothing twice.
+    """
+
+    __slots__ = ("_derived", "_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: HeaderPairs = tuple(items)
+        self._index: dict[str, list[str]] | None = None
+        self._derived: dict[object, object] | None = None
 
     @classmethod
     def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
-        """Build from ASGI-style byte pairs."""
-        return cls((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
+        """Build from ASGI-style byte pairs (whose names ASGI servers give lower-cased)."""
+        headers = cls()
+        items: list[tuple[str, str]] = []
+        index: dict[str, list[str]] = {}
+        for k, v in raw:
+            name = k.decode("latin-1")
+            value = v.decode("latin-1")
+            items.append((name, value))
+            found = index.get(name)
+            if found is None:
+                index[name] = [value]
+            else:
+                found.append(value)
+        headers._items = tuple(items)
+        if all(name == name.lower() for name in index):
+            headers._index = index
+        return headers
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for k, v in self._items:
+                found = index.get(k.lower())
+                if found is None:
+                    index[k.lower()] = [v]
+                else:
+                    found.append(v)
+            self._index = index
+        return index
+
+    def derived(self, key: object, compute: Callable[[Headers], T]) -> T:
+        """``compute(self)``, computed once per object and key (the fields never change)."""
+        memo = self._derived
+        if memo is None:
+            memo = self._derived = {}
+        try:
+            return memo[key]  # type: ignore[return-value]
+        except KeyError:
+            value = memo[key] = compute(self)
+            return value
 
     def raw(self) -> list[tuple[bytes, bytes]]:
         """ASGI-style byte pairs, names lower-cased as ASGI requires."""
@@ -33,16 +81,13 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        lname = name.lower()
-        for k, v in self._items:
-            if k.lower() == lname:
-                return v
-        return default
+        found = self._lookup().get(name.lower())
+        return found[0] if found else default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order (each field line is one element; no comma splitting)."""
-        lname = name.lower()
-        return [v for k, v in self._items if k.lower() == lname]
+        found = self._lookup().get(name.lower())
+        return list(found) if found else []
 
     def get_list(self, name: str) -> list[str]:
         """Every comma-separated list member of ``name``, stripped, empty members dropped (RFC 9110 §5.6.1).
@@ -57,8 +102,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        lname = name.lower()
-        return any(k.lower() == lname for k, _ in self._items)
+        return name.lower() in self._lookup()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -82,7 +126,7 @@ class Headers:
 
     def names(self) -> set[str]:
         """The lower-cased names present."""
-        return {k.lower() for k, _ in self._items}
+        return set(self._lookup())
 
     def without(self, *names: str) -> Headers:
         """A copy without any field named in ``names`` (case-insensitive)."""

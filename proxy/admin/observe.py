@@ -12,14 +12,20 @@ answer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import os
+from bisect import bisect_left
 from collections import Counter
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from proxy.admin.metrics import Metrics, status_class
 from proxy.cache.answers import Answer, CacheOutcome
+from proxy.cache.hot import Hit
 from proxy.clock import Clock
+from proxy.endpoint import request_from_scope
 from proxy.messages import RequestHead
 
 if TYPE_CHECKING:
@@ -46,14 +52,14 @@ class Traffic:
         self.routes: dict[str, list[int]] = {}  # route -> [requests, cacheable, from cache]
         self.buckets: dict[int, list[int]] = {}  # bucket number -> [cacheable, from cache]
 
-    def add(self, outcome: CacheOutcome, route: str, now: float) -> None:
-        self.outcomes[outcome] += 1
-        cacheable = outcome is not CacheOutcome.BYPASS
-        hit = outcome in FROM_CACHE
+    def add(self, outcome: CacheOutcome | str, route: str, now: float, n: int = 1) -> None:
+        self.outcomes[outcome] += n
+        cacheable = n if outcome != CacheOutcome.BYPASS else 0
+        hit = n if outcome in FROM_CACHE else 0
         counts = self.routes.get(route)
         if counts is None:
             counts = self.routes[route] = [0, 0, 0]
-        counts[0] += 1
+        counts[0] += n
         counts[1] += cacheable
         counts[2] += hit
         if not cacheable:
@@ -64,7 +70,7 @@ class Traffic:
             bucket = self.buckets[number] = [0, 0]
             for old in [n for n in self.buckets if n <= number - BUCKETS]:
                 del self.buckets[old]
-        bucket[0] += 1
+        bucket[0] += cacheable
         bucket[1] += hit
 
     def snapshot(self, now: float) -> dict[str, Any]:
@@ -93,6 +99,44 @@ class Traffic:
         }
 
 
+class Tally:
+    """Request counts and durations kept in plain numbers, handed to prometheus-client and the status page's
+    ``Traffic`` in batches by ``flush``.
+
+    A prometheus-client increment takes a lock (and, with several workers, writes a memory-mapped file); at tens of
+    thousands of hits a second that was a fifth of the hit path. Here a request costs two dictionary updates; the
+    admin surface flushes on every scrape and status-page poll, and the app once a second, so another worker's scrape
+    is at most a second behind and the hit-ratio series is placed to within a second.
+    """
+
+    def __init__(self, metrics: Metrics, traffic: Traffic, clock: Clock) -> None:
+        self.metrics = metrics
+        self.traffic = traffic
+        self.clock = clock
+        self.bounds = (*metrics.duration_buckets, math.inf)
+        self.requests: dict[tuple[str, str], int] = {}
+        self.durations: dict[str, list[float]] = {}  # outcome -> [count per bucket..., sum]
+
+    def add(self, outcome: str, route: str, duration: float) -> None:
+        ident = (outcome, route)
+        self.requests[ident] = self.requests.get(ident, 0) + 1
+        counts = self.durations.get(outcome)
+        if counts is None:
+            counts = self.durations[outcome] = [0.0] * (len(self.bounds) + 1)
+        counts[bisect_left(self.bounds, duration)] += 1
+        counts[-1] += duration
+
+    def flush(self) -> None:
+        requests, self.requests = self.requests, {}
+        durations, self.durations = self.durations, {}
+        now = self.clock.now()
+        for (outcome, route), n in requests.items():
+            self.metrics.requests.labels(outcome, route).inc(n)
+            self.traffic.add(outcome, route, now, n)
+        for outcome, counts in durations.items():
+            self.metrics.observe_many(self.metrics.duration.labels(outcome), counts[:-1], counts[-1])
+
+
 class AdminObserver:
     """The ``Observer`` the proxy endpoint calls after each request (see ``proxy.endpoint.Observer``)."""
 
@@ -101,23 +145,36 @@ class AdminObserver:
         self.access = access
         self.metrics = metrics or Metrics()
         self.traffic = Traffic()
+        self.tally = Tally(self.metrics, self.traffic, clock)
+        self.metrics.before_render = self.tally.flush
         self.pid = os.getpid()
-        self._requests: dict[tuple[str, str], Any] = {}
-        self._durations: dict[str, Any] = {}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The status page's figures, up to the last request."""
+        self.tally.flush()
+        return self.traffic.snapshot(self.clock.now())
+
+    async def flush_every(self, seconds: float) -> None:
+        """Hand the tallies to prometheus-client regularly (multiprocess mode: other workers' scrapes see them)."""
+        try:
+            while True:
+                await asyncio.sleep(seconds)
+                self.tally.flush()
+        finally:
+            self.tally.flush()
+
+    def hit_done(self, scope: MutableMapping[str, Any], hit: Hit, duration: float) -> None:
+        """A hot-path hit: the same counts as ``request_done``; the request is rebuilt only for the access log."""
+        self.tally.add(CacheOutcome.HIT, hit.route, duration)
+        if self.access and access_log.isEnabledFor(logging.INFO):
+            answer = Answer(hit.status, [], outcome=CacheOutcome.HIT, route=hit.route)
+            log_request(request_from_scope(scope), answer, duration, hit.sent)
 
     def request_done(self, request: RequestHead, answer: Answer, duration: float, sent: int) -> None:
         outcome = answer.outcome
-        child = self._requests.get((outcome, answer.route))
-        if child is None:
-            child = self._requests[(outcome, answer.route)] = self.metrics.requests.labels(outcome, answer.route)
-        child.inc()
-        timer = self._durations.get(outcome)
-        if timer is None:
-            timer = self._durations[outcome] = self.metrics.duration.labels(outcome)
-        timer.observe(duration)
+        self.tally.add(outcome, answer.route, duration)
         if answer.upstream_time is not None or (outcome is CacheOutcome.ERROR and answer.detail in UPSTREAM_FAILURES):
             self._upstream_done(answer)
-        self.traffic.add(outcome, answer.route, self.clock.now())
         if self.access and access_log.isEnabledFor(logging.INFO):
             log_request(request, answer, duration, sent)
 

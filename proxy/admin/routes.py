@@ -102,7 +102,7 @@ def build_admin(runtime: Runtime, lifespan: Any) -> Starlette:
 
     async def stats(_request: Request) -> Response:
         found = await observer.metrics.refresh_stores(distinct_stores(runtime))
-        body = observer.traffic.snapshot(runtime.clock.now())
+        body = observer.snapshot()
         body["worker"] = os.getpid()
         body["stores"] = [
             {"name": name, "entries": s.entries, "bytes": s.bytes, "budget": s.budget, "evictions": s.evictions}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import assert_never
 
 from proxy.cache.answers import Answer, CacheOutcome, entry_answer, error_answer, response_answer
@@ -39,6 +40,15 @@ log = logging.getLogger("cacheproxy.service")
 CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
 # A background refresh (stale-while-revalidate) never runs longer than this.
 REFRESH_LIMIT = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What the hot path (``proxy.cache.hot``) found before handing over: the route, the key, the candidates."""
+
+    route: Route
+    key: str
+    candidates: list[Entry]
 
 
 class CacheService:
@@ -69,24 +79,36 @@ class CacheService:
     def status(self, **params: object) -> str:
         return cache_status(self.name, **params)  # type: ignore[arg-type]
 
-    async def handle(self, request: RequestHead, body: AsyncIterator[bytes] | None) -> Answer:
-        route = self.rules.current.match(request.method, request.host, request.path)
+    async def handle(
+        self, request: RequestHead, body: AsyncIterator[bytes] | None, prior: Lookup | None = None
+    ) -> Answer:
+        """Answer ``request``. ``prior``: the route, key and candidates the hot path already found for it."""
+        if prior is not None:
+            route = prior.route
+        else:
+            route = self.rules.current.match(request.method, request.host, request.path)
         if route.bypass:
             answer = await self._pass(request, body, route, Fwd.BYPASS, Reason.RULE)
         elif request.method not in CACHEABLE_METHODS:
             answer = await self._pass(request, body, route, Fwd.METHOD, Reason.METHOD)
         else:
-            answer = await self._cacheable(request, body, route)
+            answer = await self._cacheable(request, body, route, prior)
         answer.route = route.name
         return answer
 
-    async def _cacheable(self, request: RequestHead, body: AsyncIterator[bytes] | None, route: Route) -> Answer:
-        key = primary_key(request, route)
+    async def _cacheable(
+        self, request: RequestHead, body: AsyncIterator[bytes] | None, route: Route, prior: Lookup | None
+    ) -> Answer:
+        key = prior.key if prior is not None else primary_key(request, route)
         store = self.store_for(route)
-        early = await self._join_before_lookup(request, body, route, key)
-        if isinstance(early, Answer):
-            return early
-        candidates = await self._lookup(store, key)
+        if prior is not None:
+            early = None
+            candidates = prior.candidates
+        else:
+            early = await self._join_before_lookup(request, body, route, key)
+            if isinstance(early, Answer):
+                return early
+            candidates = await self.lookup(store, key)
         decision = decide(request, candidates, self.clock.now())
         if isinstance(early, Failed) and early.shared and isinstance(decision, Revalidate | Forward):
             answer = self._failed(request, decision, early.error)
@@ -95,7 +117,7 @@ class CacheService:
         answer.extra["key"] = key
         return answer
 
-    async def _lookup(self, store: Storage, key: str) -> list[Entry]:
+    async def lookup(self, store: Storage, key: str) -> list[Entry]:
         """``store.get``, one at a time per key: concurrent lookups of a hot key share one round trip to Redis.
 
         The memory store answers without a round trip, so it is asked directly.

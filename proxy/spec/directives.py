@@ -115,11 +115,16 @@ def request_directives(headers: Headers) -> Directives:
 
 
 def response_directives(headers: Headers, targets: tuple[str, ...] = CDN_TARGETS) -> Directives:
-    """The directives this cache obeys for a response.
+    """The directives this cache obeys for a response (parsed once per ``Headers`` object: stored heads are reused).
 
     RFC 9213 §2.2: the first targeted field with a valid, non-empty value wins, and Cache-Control (and Expires) are then
     ignored; otherwise Cache-Control applies.
     """
+    key = "response-directives" if targets is CDN_TARGETS else ("response-directives", targets)
+    return headers.derived(key, lambda h: _response_directives(h, targets))
+
+
+def _response_directives(headers: Headers, targets: tuple[str, ...]) -> Directives:
     for target in targets:
         values = headers.get_all(target)
         if values:

@@ -36,6 +36,31 @@ def ttl_remaining(entry: Entry, now: float) -> float:
     return entry.freshness - current_age(entry, now)
 
 
+def plain_hit_age(candidates: Sequence[Entry], now: float) -> float | None:
+    """``decide`` for a plain request, in a few operations: the age to serve the one stored entry at, or ``None``.
+
+    A plain request is a GET or HEAD without Cache-Control, Pragma, Authorization or conditional fields: none of
+    the request-side rules of RFC 9111 §4 and §5.2.1 apply to it. For it, ``decide`` serves fresh exactly when
+    there is one candidate, without a Vary snapshot, that is fresh (§4.2) and does not demand validation with an
+    unqualified ``no-cache`` (§5.2.2.4; ignored when a rule forced the freshness). ``None`` means: ask ``decide``.
+    """
+    if len(candidates) != 1:
+        return None
+    entry = candidates[0]
+    if entry.vary:
+        return None
+    age = entry.initial_age + max(0.0, now - entry.response_time)
+    if age >= entry.freshness:
+        return None
+    if not entry.forced and _demands_validation(response_directives(entry.head.headers)):
+        return None
+    return age
+
+
+def _demands_validation(directives: Directives) -> bool:
+    return directives.has("no-cache") and not directives.field_names("no-cache")
+
+
 def select_variant(request: RequestHead, candidates: Sequence[Entry]) -> Entry | None:
     """RFC 9111 §4.1: among the entries whose Vary snapshot matches, the one with the most recent response."""
     matching = [e for e in candidates if vary_matches(e.vary, request)]
@@ -62,7 +87,7 @@ class _Case:
     @property
     def response_no_cache(self) -> bool:
         """Unqualified ``no-cache`` (RFC 9111 §5.2.2.4); the qualified form restricts named fields."""
-        return self.response.has("no-cache") and not self.response.field_names("no-cache")
+        return _demands_validation(self.response)
 
 
 def _lookup(request: RequestHead, candidates: Sequence[Entry]) -> Entry | Forward:

@@ -104,14 +104,13 @@ Ctrl-C stops both servers.
 
 async def _run(port: int, origin_port: int, rules_path: str) -> None:
     from proxy.app import ProxyApp
+    from proxy.server import uvicorn_config
 
     origin = uvicorn.Server(
         uvicorn.Config(sample_origin(), host="127.0.0.1", port=origin_port, log_level="warning", lifespan="off")
     )
     settings = Settings(upstream=f"http://127.0.0.1:{origin_port}", rules=Path(rules_path), port=port)
-    proxy = uvicorn.Server(
-        uvicorn.Config(ProxyApp(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
+    proxy = uvicorn.Server(uvicorn_config(settings, ProxyApp(settings)))
     tasks = [asyncio.create_task(origin.serve()), asyncio.create_task(proxy.serve())]
     while not proxy.started:
         if any(t.done() for t in tasks):

@@ -16,6 +16,7 @@ from proxy.clock import Clock
 from proxy.errors import StorageError, UpstreamError, UpstreamTimeout
 from proxy.messages import Entry, RequestHead, ResponseHead
 from proxy.rules.model import Route
+from proxy.spec.age import format_http_date
 from proxy.spec.decisions import DontStore, Forward, Fwd, Reason, Revalidate, Serve, Store
 from proxy.spec.reuse import decide
 from proxy.spec.storable import assess, surrogate_keys
@@ -248,10 +249,14 @@ def _entry(
     request_time: float,
     response_time: float,
 ) -> Entry:
+    head = verdict.head
+    if "date" not in head.headers:
+        # RFC 9110 §6.6.1: a cache adds the Date a response without one is missing.
+        head = ResponseHead(head.status, head.headers.adding("Date", format_http_date(response_time)))
     return Entry(
         key=key,
         url=request.url,
-        head=verdict.head,
+        head=head,
         body=body,
         request_time=request_time,
         response_time=response_time,

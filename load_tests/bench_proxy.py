@@ -14,6 +14,7 @@ under test has a core of its own and pass-through is not charged for the origin'
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -92,6 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(list(medians.values())))
     lines, ratios = ratio_lines(medians["bare"], medians["proxy-hit"], medians["proxy-pass"])
     print("\n".join(lines))
+    if args.rounds > 1:
+        # Each round runs the three back to back: the ratio within a round shares that moment's machine speed.
+        paired = {
+            name: statistics.median(r.rps / b.rps for b, r in zip(runs["bare"], runs[target], strict=True))
+            for name, target in (("hit/bare", "proxy-hit"), ("pass/bare", "proxy-pass"))
+        }
+        print("median of per-round ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in paired.items()))
+        ratios = {**ratios, **{f"{k} (paired)": v for k, v in paired.items()}}
     payload = {"settings": settings, "rounds": args.rounds, "runs": runs, "medians": medians, "ratios": ratios}
     print(f"written: {write_result('bench_proxy', payload)}")
     return 0

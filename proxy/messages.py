@@ -131,7 +131,7 @@ class Headers:
     def without(self, *names: str) -> Headers:
         """A copy without any field named in ``names`` (case-insensitive)."""
         drop = {n.lower() for n in names}
-        if not drop:
+        if drop.isdisjoint(self._lookup()):
             return self
         return Headers((k, v) for k, v in self._items if k.lower() not in drop)
 

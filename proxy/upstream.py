@@ -24,7 +24,7 @@ import yarl
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.errors import ConfigError, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from proxy.messages import Headers, RequestHead, ResponseHead
-from proxy.spec.storable import strip_hop_by_hop
+from proxy.spec.storable import HOP_BY_HOP, strip_hop_by_hop
 
 MiB = 1024 * 1024
 VIA = "1.1 cacheproxy"
@@ -32,7 +32,9 @@ _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 # Request-side only: credentials meant for this proxy (RFC 9110 §11.7.2), never for the origin.
-_REQUEST_ONLY_HOP = ("Proxy-Authorization",)
+# Never forwarded as received: Proxy-Authorization is for this hop; Host is the upstream's (set by aiohttp) unless
+# --preserve-host; Expect was answered here; the X-Forwarded-Proto/-Host values are ours.
+_NOT_FORWARDED = frozenset({"proxy-authorization", "host", "expect", "x-forwarded-proto", "x-forwarded-host"})
 
 
 @dataclass(frozen=True)
@@ -166,11 +168,6 @@ def _wire(text: str) -> str:
         return text
 
 
-def _appended(headers: Headers, name: str, value: str) -> Headers:
-    """One field line ``name`` with the old members followed by ``value`` (RFC 9110 §5.3 combining)."""
-    return headers.with_(name, ", ".join([*headers.get_all(name), value]))
-
-
 class Upstream:
     """A pooled aiohttp session to one origin. ``start`` and ``close`` belong to the application lifespan."""
 
@@ -218,16 +215,31 @@ class Upstream:
         lets a proxy do so). ``Host`` is left to aiohttp (the upstream's authority) unless ``preserve_host``.
         ``Content-Length`` is kept only for a streamed body, so the upstream is not sent chunked needlessly.
         """
-        headers = strip_hop_by_hop(request.headers).without(*_REQUEST_ONLY_HOP, "Host", "Expect")
+        fields = request.headers
+        drop = {*HOP_BY_HOP, *_NOT_FORWARDED, *(name.lower() for name in fields.get_list("connection"))}
         if not isinstance(body, AsyncIterator):
-            headers = headers.without("Content-Length")
-        if self.config.preserve_host:
-            headers = Headers((("Host", request.host), *headers))
-        headers = _appended(headers, "Via", VIA)
+            drop.add("content-length")
+        out: list[tuple[str, str]] = [("Host", _wire(request.host))] if self.config.preserve_host else []
+        via: list[str] = []
+        forwarded_for: list[str] = []
+        for name, value in fields:
+            lname = name.lower()
+            if lname in drop:
+                continue
+            if lname == "via":
+                via.append(value)
+            elif lname == "x-forwarded-for":
+                forwarded_for.append(value)
+            else:
+                out.append((_wire(name), _wire(value)))
+        out.append(("Via", _wire(", ".join([*via, VIA]))))
         if request.client:
-            headers = _appended(headers, "X-Forwarded-For", request.client)
-        headers = headers.with_("X-Forwarded-Proto", request.scheme).with_("X-Forwarded-Host", request.host)
-        return Headers((_wire(k), _wire(v)) for k, v in headers)
+            forwarded_for.append(request.client)
+        if forwarded_for:
+            out.append(("X-Forwarded-For", _wire(", ".join(forwarded_for))))
+        out.append(("X-Forwarded-Proto", request.scheme))
+        out.append(("X-Forwarded-Host", _wire(request.host)))
+        return Headers(out)
 
     async def send(
         self,

@@ -149,7 +149,9 @@ class Fetcher:
         if isinstance(decision, Revalidate):
             outgoing = conditional_request(request, decision.entry)
         else:
-            outgoing = replace(strip_conditionals(request), method="GET")  # a HEAD miss fetches the GET to store
+            outgoing = strip_conditionals(request)
+            if outgoing.method != "GET":
+                outgoing = replace(outgoing, method="GET")  # a HEAD miss fetches the GET to store
         request_time = self.clock.now()
         started = self.clock.monotonic()
         response = await self.upstream.send(outgoing, body, read_limit=route.policy.max_object_size)

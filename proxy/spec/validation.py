@@ -97,7 +97,8 @@ def has_validator(head: ResponseHead) -> bool:
 
 def strip_conditionals(request: RequestHead) -> RequestHead:
     """The request without the client's preconditions, so that the origin answers in full (storably)."""
-    return replace(request, headers=request.headers.without(*CONDITIONALS))
+    headers = request.headers.without(*CONDITIONALS)
+    return request if headers is request.headers else replace(request, headers=headers)
 
 
 def conditional_request(request: RequestHead, entry: Entry) -> RequestHead:

@@ -108,7 +108,6 @@ class Coalescer:
         self._clock = clock
         self._hit_for_miss = hit_for_miss
         self._memory = memory
-        self.collapsed = 0  # followers answered from a leader's response, for metrics
 
     def __len__(self) -> int:
         return len(self._flights)

@@ -31,6 +31,17 @@ log = logging.getLogger("cacheproxy.fetch")
 ERROR_STATUSES = frozenset({500, 502, 503, 504})
 
 
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One cacheable request on its way upstream: what every step of a fetch needs to know."""
+
+    request: RequestHead
+    body: AsyncIterator[bytes] | None
+    route: Route
+    key: str
+    store: Storage
+
+
 @dataclass(slots=True)
 class Exchange:
     """The result of one upstream exchange, for the client that caused it."""
@@ -83,16 +94,10 @@ class Fetcher:
         )
 
     async def exchange(
-        self,
-        request: RequestHead,
-        body: AsyncIterator[bytes] | None,
-        route: Route,
-        key: str,
-        store: Storage,
-        decision: Revalidate | Forward,
-        flight: Flight | None,
-        store_it: bool = True,
+        self, job: Job, decision: Revalidate | Forward, flight: Flight | None, store_it: bool = True
     ) -> Exchange:
+        """Fetch for ``job``; as a flight's leader, take the cross-process lease first and tell the followers."""
+        key, route = job.key, job.route
         held = False
         try:
             if flight is not None and self.lease is not None:
@@ -101,12 +106,12 @@ class Fetcher:
                     await self.lease.wait(key, route.coalesce_timeout)
                 # Whether another process fetched while we waited, or finished just before we took the lease,
                 # its entry is in the store now: look again before going upstream (double-checked).
-                stored = await self._fresh_in_store(request, key, store, flight)
+                stored = await self._fresh_in_store(job, flight)
                 if stored is not None:
                     return stored
                 if not held:
                     held = await self.lease.acquire(key)
-            return await self._exchange(request, body, route, key, store, decision, flight, store_it)
+            return await self._exchange(job, decision, flight, store_it)
         except UpstreamError as error:
             if flight is not None:
                 self.coalescer.land(flight, Failed(error))
@@ -117,18 +122,16 @@ class Fetcher:
             if flight is not None:
                 self.coalescer.land(flight, NotShared(Reason.NOT_STORED))
 
-    async def _fresh_in_store(
-        self, request: RequestHead, key: str, store: Storage, flight: Flight
-    ) -> Exchange | None:
+    async def _fresh_in_store(self, job: Job, flight: Flight) -> Exchange | None:
         """Another process's fetch for this key, if it stored an entry that this request may be served fresh.
 
         ``None`` when it did not (nothing stored, Vary or Authorization mismatch, not fresh): fetch after all.
         """
         try:
-            entries = await store.get(key)
+            entries = await job.store.get(job.key)
         except StorageError:
             return None
-        decision = decide(request, entries, self.clock.now())
+        decision = decide(job.request, entries, self.clock.now())
         if not isinstance(decision, Serve) or decision.reason is not Reason.FRESH:
             return None
         entry = decision.entry
@@ -136,16 +139,9 @@ class Fetcher:
         return Exchange(entry.head, entry.body, entry.head.status, 0.0, entry=entry, collapsed=True)
 
     async def _exchange(
-        self,
-        request: RequestHead,
-        body: AsyncIterator[bytes] | None,
-        route: Route,
-        key: str,
-        store: Storage,
-        decision: Revalidate | Forward,
-        flight: Flight | None,
-        store_it: bool,
+        self, job: Job, decision: Revalidate | Forward, flight: Flight | None, store_it: bool
     ) -> Exchange:
+        request, route = job.request, job.route
         if isinstance(decision, Revalidate):
             outgoing = conditional_request(request, decision.entry)
         else:
@@ -154,7 +150,7 @@ class Fetcher:
                 outgoing = replace(outgoing, method="GET")  # a HEAD miss fetches the GET to store
         request_time = self.clock.now()
         started = self.clock.monotonic()
-        response = await self.upstream.send(outgoing, body, read_limit=route.policy.max_object_size)
+        response = await self.upstream.send(outgoing, job.body, read_limit=route.policy.max_object_size)
         response_time = self.clock.now()
         elapsed = self.clock.monotonic() - started
         status = response.head.status
@@ -162,14 +158,11 @@ class Fetcher:
             if validator_matches(decision.entry.head, response.head):
                 await response.release()
                 return await self._refreshed(
-                    outgoing, decision.entry, response.head, route, key, store, flight, (request_time, response_time),
-                    elapsed,
+                    job, outgoing, decision.entry, response.head, flight, (request_time, response_time), elapsed
                 )
             # RFC 9111 §4.3.4: a 304 that selects nothing stored: ask again without conditions.
             await response.release()
-            return await self._exchange(
-                request, body, route, key, store, Forward(Fwd.STALE, Reason.STALE), flight, store_it
-            )
+            return await self._exchange(job, Forward(Fwd.STALE, Reason.STALE), flight, store_it)
         exchange = Exchange(response.head, response.body, status, elapsed, response)
         if status in ERROR_STATUSES and _has_fallback(decision):
             exchange.fallback_ok = True
@@ -185,9 +178,9 @@ class Fetcher:
             exchange.detail = reason if store_it or response.body is None else Reason.COALESCE_TIMEOUT
             _publish(flight, NotShared(reason))
             return exchange
-        entry = _entry(key, outgoing, verdict, response.body, route, request_time, response_time)
+        entry = _entry(job.key, outgoing, verdict, response.body, route, request_time, response_time)
         exchange.entry = entry
-        exchange.stored = await _put(store, key, entry, verdict.ttl)
+        exchange.stored = await _put(job.store, job.key, entry, verdict.ttl)
         if not exchange.stored:
             exchange.detail = Reason.STORE_ERROR
         _publish(flight, Shared(entry))
@@ -195,12 +188,10 @@ class Fetcher:
 
     async def _refreshed(
         self,
+        job: Job,
         outgoing: RequestHead,
         entry: Entry,
         not_modified: ResponseHead,
-        route: Route,
-        key: str,
-        store: Storage,
         flight: Flight | None,
         times: tuple[float, float],
         elapsed: float,
@@ -208,6 +199,7 @@ class Fetcher:
         """RFC 9111 §4.3.4: freshen the stored entry with the 304's fields and keep serving its body."""
         request_time, response_time = times
         merged = merge_304(entry.head, not_modified, received=response_time)
+        route = job.route
         verdict = assess(
             outgoing, merged, route.policy,
             request_time=request_time, response_time=response_time, body_size=len(entry.body),
@@ -217,10 +209,10 @@ class Fetcher:
             _publish(flight, NotShared(verdict.reason))
             return Exchange(merged, fresh.body, 304, elapsed, entry=fresh, revalidated=True, detail=verdict.reason)
         fresh = replace(
-            _entry(key, outgoing, verdict, entry.body, route, request_time, response_time),
+            _entry(job.key, outgoing, verdict, entry.body, route, request_time, response_time),
             url=entry.url, vary=entry.vary, tags=tuple(dict.fromkeys((*entry.tags, *_tags(verdict, route)))),
         )
-        stored = await _put(store, key, fresh, verdict.ttl)
+        stored = await _put(job.store, job.key, fresh, verdict.ttl)
         _publish(flight, Shared(fresh))
         detail = "" if stored else Reason.STORE_ERROR
         return Exchange(fresh.head, fresh.body, 304, elapsed, entry=fresh, stored=stored, revalidated=True,

@@ -1,0 +1,114 @@
+"""Answers to the outcomes of going upstream: a fresh response, a 304 that refreshed an entry, a follower's shared
+entry, a failure (stale-if-error or 502/504), a pass-through. Each carries its RFC 9211 ``Cache-Status`` line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.cache.answers import Answer, CacheOutcome, entry_answer, error_answer, response_answer
+from proxy.cache.fetch import Exchange, upstream_error_text
+from proxy.clock import Clock
+from proxy.errors import UpstreamError
+from proxy.messages import Entry, RequestHead
+from proxy.spec.age import current_age
+from proxy.spec.cache_status import cache_status
+from proxy.spec.decisions import Decision, Forward, Fwd, Reason, Revalidate
+from proxy.spec.directives import response_directives
+from proxy.spec.reuse import ttl_remaining
+
+
+def fallback(decision: Decision) -> Entry | None:
+    """The stored entry that may stand in for an upstream failure (RFC 5861 §4), if the decision allows one."""
+    if isinstance(decision, Revalidate) and decision.stale_if_error:
+        return decision.entry
+    if isinstance(decision, Forward):
+        return decision.fallback
+    return None
+
+
+def fwd_of(decision: Decision) -> Fwd:
+    return decision.fwd if isinstance(decision, Forward) else Fwd.STALE
+
+
+def must_revalidate(entry: Entry) -> bool:
+    """RFC 9111 §5.2.2.2, §5.2.2.8, §5.2.2.10 (unless a rule forced the entry's freshness)."""
+    if entry.forced:
+        return False
+    directives = response_directives(entry.head.headers)
+    return directives.has("must-revalidate") or directives.has("proxy-revalidate") or directives.has("s-maxage")
+
+
+class Replies:
+    def __init__(self, name: str, clock: Clock) -> None:
+        self.name = name
+        self.clock = clock
+
+    def status(self, **params: Any) -> str:
+        return cache_status(self.name, **params)
+
+    def collapsed(self, request: RequestHead, entry: Entry) -> Answer:
+        """A follower answered from its leader's fetch (in this process or another)."""
+        age = current_age(entry, self.clock.now())
+        return entry_answer(request, entry, age, self.status(fwd=Fwd.MISS, collapsed=True), CacheOutcome.COLLAPSED)
+
+    def exchanged(self, request: RequestHead, exchange: Exchange, fwd: Fwd) -> Answer:
+        if exchange.collapsed and exchange.entry is not None:
+            return self.collapsed(request, exchange.entry)
+        fwd_status = exchange.upstream_status if fwd is Fwd.STALE else None
+        line = self.status(fwd=fwd, fwd_status=fwd_status, stored=exchange.stored, detail=exchange.detail or None)
+        if exchange.revalidated and exchange.entry is not None:
+            age = current_age(exchange.entry, self.clock.now())
+            answer = entry_answer(request, exchange.entry, age, line, CacheOutcome.REVALIDATED, exchange.detail)
+        else:
+            answer = response_answer(request, exchange.head, exchange.body, line, CacheOutcome.MISS, exchange.detail)
+            _attach_stream(answer, request, exchange)
+        return _with_upstream(answer, exchange)
+
+    def passed(self, request: RequestHead, exchange: Exchange, fwd: Fwd, reason: Reason) -> Answer:
+        """A response forwarded without the cache (bypassed route, unsafe method): the client's conditionals were
+        the origin's to answer."""
+        line = self.status(fwd=fwd, detail=reason)
+        answer = response_answer(
+            request, exchange.head, exchange.body, line, CacheOutcome.BYPASS, reason, conditional=False
+        )
+        _attach_stream(answer, request, exchange)
+        return _with_upstream(answer, exchange)
+
+    def failed(self, request: RequestHead, decision: Decision, error: UpstreamError) -> Answer:
+        """The upstream failed: serve stale where RFC 5861 allows, else 502/504 with a one-line body."""
+        stale = fallback(decision)
+        if stale is not None:
+            return self.stale_if_error(request, stale, fwd_of(decision), None)
+        status = error.status
+        if isinstance(decision, Revalidate) and must_revalidate(decision.entry):
+            status = 504  # RFC 9111 §5.2.2.2: never stale; a disconnected cache answers 504
+        return self.error(status, error, fwd_of(decision))
+
+    def error(self, status: int, error: UpstreamError, fwd: Fwd) -> Answer:
+        line = self.status(fwd=fwd, detail=error.detail)
+        return error_answer(status, upstream_error_text(status, error), line, error.detail)
+
+    def stale_if_error(self, request: RequestHead, entry: Entry, fwd: Fwd, upstream_status: int | None) -> Answer:
+        now = self.clock.now()
+        ttl = ttl_remaining(entry, now)
+        line = self.status(fwd=fwd, fwd_status=upstream_status, ttl=ttl, detail=Reason.STALE_IF_ERROR)
+        return entry_answer(request, entry, current_age(entry, now), line, CacheOutcome.STALE, Reason.STALE_IF_ERROR)
+
+    def only_if_cached(self, reason: Reason) -> Answer:
+        line = self.status(fwd=Fwd.MISS, detail=reason)
+        return error_answer(504, "504 Gateway Timeout: not in cache (only-if-cached)", line, reason)
+
+
+def _attach_stream(answer: Answer, request: RequestHead, exchange: Exchange) -> None:
+    """A body too large to read whole streams from the upstream; the edge releases the connection when done."""
+    if exchange.body is None:
+        if request.method != "HEAD":
+            answer.stream = exchange.stream()
+        answer.release = exchange.close
+
+
+def _with_upstream(answer: Answer, exchange: Exchange) -> Answer:
+    answer.upstream_time = exchange.elapsed
+    answer.extra["upstream_status"] = str(exchange.upstream_status)
+    return answer

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -115,9 +114,6 @@ class ProxyApp:
             rt.tasks.append(asyncio.create_task(rt.observer.flush_every(1.0)))
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             rt.rules.install_sighup(asyncio.get_running_loop())
-        # Everything built so far lives as long as the process: keep the collector from walking it again and again.
-        gc.collect()
-        gc.freeze()
         try:
             yield
         finally:

@@ -7,6 +7,7 @@ set: then it fails, so the CI run proves the Redis tests ran.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import redis
@@ -155,14 +157,56 @@ class RedisClusterHandle:
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"{n.host}:{n.port}" for n in self.nodes)
 
+    @property
+    def alive(self) -> list[RedisServer]:
+        """The nodes whose process is still running (a test may have killed some)."""
+        return [node for node in self.nodes if node.proc.poll() is None]
+
+    def _table(self) -> dict[str, Any]:
+        """``CLUSTER NODES`` as the first live node sees it."""
+        with self.alive[0].client() as client:
+            table: dict[str, Any] = client.execute_command("CLUSTER NODES")
+        return table
+
+    def _node_at(self, address: str) -> RedisServer:
+        return next(n for n in self.nodes if f"{n.host}:{n.port}" == address.split("@")[0])
+
     def owner_of(self, slot: int) -> RedisServer:
-        """The primary serving ``slot``, as the first node sees the cluster."""
-        with self.nodes[0].client() as client:
-            table = client.execute_command("CLUSTER NODES")
-        for address, node in table.items():
+        """The primary serving ``slot``, as the first (live) node sees the cluster."""
+        for address, node in self._table().items():
             if any(int(lo) <= slot <= int(hi) for lo, hi, *_ in node["slots"]):
-                return next(n for n in self.nodes if f"{n.host}:{n.port}" == address.split("@")[0])
+                return self._node_at(address)
         raise LookupError(f"no node serves slot {slot}")
+
+    def primaries(self) -> list[RedisServer]:
+        """The live nodes that are primaries now (after a failover, a former replica is one)."""
+        table = self._table()
+        return [
+            self._node_at(address) for address, node in table.items()
+            if "master" in node["flags"] and "fail" not in node["flags"] and self._node_at(address) in self.alive
+        ]  # fmt: skip
+
+    def wait_for_failover(self, slot: int, dead: RedisServer, timeout: float = 15.0) -> RedisServer:
+        """After ``dead`` (the primary of ``slot``) was killed: wait until a replica took ``slot`` over and every
+        live node reports the cluster ok again; the new primary."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(redis.RedisError, LookupError):
+                owner = self.owner_of(slot)
+                if owner is not dead and all(_state_ok(node) for node in self.alive):
+                    return owner
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no replica took slot {slot} over from port {dead.port} within {timeout}s")
+            time.sleep(0.1)
+
+    def heal(self, timeout: float = 30.0) -> None:
+        """Restart every killed node (on its port, with its ``nodes.conf``: it rejoins as a replica) and wait
+        until the cluster is ok and every replica is in sync."""
+        for node in self.nodes:
+            if node.proc.poll() is not None:
+                node.restart()
+        wait_for_cluster_ok(self.nodes, timeout)
+        wait_for_replicas_in_sync(self.nodes, timeout)
 
     def move_slot(self, slot: int, target: RedisServer) -> None:
         """Migrate ``slot`` and its keys to ``target`` the way ``redis-cli --cluster reshard`` does, so clients
@@ -179,29 +223,33 @@ class RedisClusterHandle:
                 client.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
 
     def flushall(self) -> None:
-        for node in self.nodes:
+        """Empty every primary (replicas follow; they refuse ``FLUSHALL`` themselves)."""
+        for node in self.primaries():
             with node.client() as client:
                 client.flushall()
                 client.config_resetstat()
 
 
 @contextmanager
-def redis_cluster(n: int = 3) -> Iterator[RedisClusterHandle]:
-    """``n`` primaries (no replicas) made into a cluster by ``redis-cli --cluster create``; waits for state ok."""
+def redis_cluster(n: int = 3, *, replicas: int = 0, node_timeout_ms: int = 2000) -> Iterator[RedisClusterHandle]:
+    """``n`` primaries, each with ``replicas`` replicas, made into a cluster by ``redis-cli --cluster create``;
+    waits for state ok (and for every replica to be in sync). ``node_timeout_ms`` is ``cluster-node-timeout``: how
+    soon a silent primary is failed over."""
     with ExitStack() as stack:
         nodes = [
             stack.enter_context(
                 redis_server("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                             "--cluster-node-timeout", "2000")
+                             "--cluster-node-timeout", str(node_timeout_ms))
             )
-            for _ in range(n)
+            for _ in range(n * (1 + replicas))
         ]  # fmt: skip
         addresses = [f"{node.host}:{node.port}" for node in nodes]
         subprocess.run(
-            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
         wait_for_cluster_ok(nodes)
+        wait_for_replicas_in_sync(nodes)
         yield RedisClusterHandle(nodes)
 
 
@@ -218,3 +266,27 @@ def wait_for_cluster_ok(nodes: list[RedisServer], timeout: float = 30.0) -> None
 def _cluster_ok(info: dict[str, str], size: int) -> bool:
     """State ok, and this node knows every other one (so a client may start from any node)."""
     return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == size
+
+
+def _state_ok(node: RedisServer) -> bool:
+    with node.client() as client:
+        info: dict[str, str] = client.execute_command("CLUSTER INFO")
+    return info.get("cluster_state") == "ok"
+
+
+def wait_for_replicas_in_sync(nodes: list[RedisServer], timeout: float = 30.0) -> None:
+    """Every replica among ``nodes`` has its link to its primary up and no sync in progress (a no-op without
+    replicas): only then can it take over from a failed primary."""
+    deadline = time.monotonic() + timeout
+    for node in nodes:
+        with node.client() as client:
+            while not _in_sync(client.info("replication")):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"replica on port {node.port} not in sync within {timeout}s")
+                time.sleep(0.05)
+
+
+def _in_sync(replication: dict[str, Any]) -> bool:
+    if replication.get("role") != "slave":
+        return True
+    return replication.get("master_link_status") == "up" and not replication.get("master_sync_in_progress")

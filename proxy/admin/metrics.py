@@ -109,6 +109,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.duration_buckets = DURATION_BUCKETS
+        self.latency_buckets = LATENCY_BUCKETS
         self.before_render: Callable[[], None] | None = None  # the observer's batch flush
         reg = self.registry
         self.requests = Counter(

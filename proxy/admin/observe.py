@@ -113,28 +113,48 @@ class Tally:
         self.metrics = metrics
         self.traffic = traffic
         self.clock = clock
-        self.bounds = (*metrics.duration_buckets, math.inf)
+        self.duration_bounds = (*metrics.duration_buckets, math.inf)
+        self.latency_bounds = (*metrics.latency_buckets, math.inf)
         self.requests: dict[tuple[str, str], int] = {}
         self.durations: dict[str, list[float]] = {}  # outcome -> [count per bucket..., sum]
+        self.upstream: dict[str, int] = {}  # status class -> upstream requests
+        self.latencies: dict[str, list[float]] = {}  # status class -> [count per bucket..., sum]
 
     def add(self, outcome: str, route: str, duration: float) -> None:
         ident = (outcome, route)
         self.requests[ident] = self.requests.get(ident, 0) + 1
-        counts = self.durations.get(outcome)
-        if counts is None:
-            counts = self.durations[outcome] = [0.0] * (len(self.bounds) + 1)
-        counts[bisect_left(self.bounds, duration)] += 1
-        counts[-1] += duration
+        _observe(self.durations, outcome, duration, self.duration_bounds)
+
+    def add_upstream(self, status_class: str, latency: float | None) -> None:
+        self.upstream[status_class] = self.upstream.get(status_class, 0) + 1
+        if latency is not None:
+            _observe(self.latencies, status_class, latency, self.latency_bounds)
 
     def flush(self) -> None:
         requests, self.requests = self.requests, {}
         durations, self.durations = self.durations, {}
+        upstream, self.upstream = self.upstream, {}
+        latencies, self.latencies = self.latencies, {}
         now = self.clock.now()
+        metrics = self.metrics
         for (outcome, route), n in requests.items():
-            self.metrics.requests.labels(outcome, route).inc(n)
+            metrics.requests.labels(outcome, route).inc(n)
             self.traffic.add(outcome, route, now, n)
         for outcome, counts in durations.items():
-            self.metrics.observe_many(self.metrics.duration.labels(outcome), counts[:-1], counts[-1])
+            metrics.observe_many(metrics.duration.labels(outcome), counts[:-1], counts[-1])
+        for klass, n in upstream.items():
+            metrics.upstream_requests.labels(klass).inc(n)
+        for klass, counts in latencies.items():
+            metrics.observe_many(metrics.upstream_latency.labels(klass), counts[:-1], counts[-1])
+
+
+def _observe(table: dict[str, list[float]], label: str, value: float, bounds: tuple[float, ...]) -> None:
+    """One observation into a batched histogram: a count in the bucket ``observe`` would pick, and the sum."""
+    counts = table.get(label)
+    if counts is None:
+        counts = table[label] = [0.0] * (len(bounds) + 1)
+    counts[bisect_left(bounds, value)] += 1
+    counts[-1] += value
 
 
 class AdminObserver:
@@ -179,10 +199,7 @@ class AdminObserver:
             log_request(request, answer, duration, sent)
 
     def _upstream_done(self, answer: Answer) -> None:
-        klass = status_class(answer.extra.get("upstream_status"))
-        self.metrics.upstream_requests.labels(klass).inc()
-        if answer.upstream_time is not None:
-            self.metrics.upstream_latency.labels(klass).observe(answer.upstream_time)
+        self.tally.add_upstream(status_class(answer.extra.get("upstream_status")), answer.upstream_time)
 
     def rules_reloaded(self, ok: bool, problems: list[str]) -> None:
         """The ``RulesHolder.on_reload`` hook."""

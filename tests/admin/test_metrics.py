@@ -219,3 +219,39 @@ def test_grafana_dashboard_uses_existing_families() -> None:
         for name in names:
             family = re.sub(r"_(bucket|sum|count)$", "", name)
             assert family in exposed, f"{name} in {expr!r}"
+
+
+def test_batched_tally_matches_direct_prometheus_observations() -> None:
+    """The observer's batching (Tally) must expose exactly what one observe()/inc() per request would have."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from proxy.admin.metrics import Metrics
+    from proxy.admin.observe import Tally, Traffic
+    from proxy.clock import FakeClock
+
+    durations = [0.0001, 0.0005, 0.0007, 0.003, 0.2, 0.2, 45.0]
+    latencies = [0.004, 0.01, 0.3, 31.0]
+    direct, batched = Metrics(), Metrics()
+    for value in durations:
+        direct.requests.labels("hit", "r").inc()
+        direct.duration.labels("hit").observe(value)
+    for value in latencies:
+        direct.upstream_requests.labels("2xx").inc()
+        direct.upstream_latency.labels("2xx").observe(value)
+    tally = Tally(batched, Traffic(), FakeClock())
+    for value in durations:
+        tally.add("hit", "r", value)
+    for value in latencies:
+        tally.add_upstream("2xx", value)
+    tally.flush()
+
+    def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        out = {}
+        for family in text_string_to_metric_families(metrics.render().decode()):
+            for s in family.samples:
+                if not s.name.endswith("_created"):
+                    out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return out
+
+    assert samples(batched) == samples(direct)
+    assert samples(batched)[("cacheproxy_request_duration_seconds_count", (("outcome", "hit"),))] == 7

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.redis_fixtures import (  # real redis-server processes, shared by every folder for the session
+    failover_cluster,  # noqa: F401
     redis_cluster,  # noqa: F401
+    redis_cluster_replicated,  # noqa: F401
     redis_cluster_url,  # noqa: F401
     redis_server,  # noqa: F401
     redis_url,  # noqa: F401

@@ -61,6 +61,22 @@ def redis_cluster_url(redis_cluster: servers.RedisClusterHandle) -> str:
     return redis_cluster.url
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_replicated() -> Iterator[servers.RedisClusterHandle]:
+    """3 primaries with one replica each and ``cluster-node-timeout`` 1 s, so a killed primary is failed over fast."""
+    servers.require_redis()
+    with servers.redis_cluster(3, replicas=1, node_timeout_ms=1000) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def failover_cluster(redis_cluster_replicated: servers.RedisClusterHandle) -> servers.RedisClusterHandle:
+    """The replicated cluster, healed (nodes a test killed restarted; they rejoin as replicas) and emptied."""
+    redis_cluster_replicated.heal()
+    redis_cluster_replicated.flushall()
+    return redis_cluster_replicated
+
+
 async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 

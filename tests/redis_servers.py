@@ -1,4 +1,4 @@
-"""Real ``redis-server`` processes for tests: one server, or a 3-node cluster, on free loopback ports.
+"""Real ``redis-server`` processes for tests: one server, or a cluster (with replicas if asked), on free loopback ports.
 
 Each server runs in its own temporary directory with persistence off and is stopped by its own PID (never by name,
 never the system's server on 6379). ``require_redis()`` skips a test when the binary is missing, unless ``CI`` is
@@ -174,7 +174,8 @@ class RedisClusterHandle:
     def owner_of(self, slot: int) -> RedisServer:
         """The primary serving ``slot``, as the first (live) node sees the cluster."""
         for address, node in self._table().items():
-            if any(int(lo) <= slot <= int(hi) for lo, hi, *_ in node["slots"]):
+            # A range is [lo, hi]; redis-py gives a lone slot (after a move) as [slot].
+            if any(int(bounds[0]) <= slot <= int(bounds[-1]) for bounds in node["slots"]):
                 return self._node_at(address)
         raise LookupError(f"no node serves slot {slot}")
 

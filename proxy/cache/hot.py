@@ -23,11 +23,12 @@ from typing import Any, NamedTuple
 from proxy.cache.keys import primary_key
 from proxy.cache.service import CacheService, Lookup
 from proxy.clock import Clock
-from proxy.messages import RequestHead
+from proxy.messages import Entry, RequestHead
 from proxy.rules.model import Route, Rules
 from proxy.spec.age import age_header_value
 from proxy.spec.reuse import plain_hit_age
 from proxy.storage.base import Storage
+from proxy.storage.memory import MemoryStorage
 
 BLOCKERS = frozenset(
     {
@@ -54,7 +55,8 @@ class Hit(NamedTuple):
     status: int
     sent: int
 
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Message = MutableMapping[str, Any]
+Send = Callable[[Message], Awaitable[None]]
 
 
 class HotPath:
@@ -67,7 +69,7 @@ class HotPath:
         self._rules: Rules | None = None
         self._keys: dict[tuple[str, str, bytes, bytes, bytes], tuple[Route, str, Storage] | None] = {}
         self._status_lines: dict[int, bytes] = {}
-        self._ages: dict[int, bytes] = {}
+        self._prepared: dict[str, tuple[Entry, int, int, bool, Message, Message]] = {}
 
     async def serve(self, scope: MutableMapping[str, Any], send: Send) -> Hit | Lookup | None:
         """Send a fresh hit and say so; else a ``Lookup`` (or ``None``) for the general path to carry on with."""
@@ -87,20 +89,36 @@ class HotPath:
         service = self.service
         if service.coalescer.current(key) is not None:
             return None  # a fetch is running: the general path waits for it
-        if store.name == "memory":
-            candidates = await store.get(key)
+        if isinstance(store, MemoryStorage):
+            candidates = store.get_now(key)
         else:
             candidates = await service.lookup(store, key)
         age = plain_hit_age(candidates, self.clock.now())
         if age is None:
             return Lookup(route, key, candidates)
         entry = candidates[0]
-        status_line = self._hit_line(entry.freshness - age)
-        headers = [*entry.wire_headers, (b"age", self._age(age)), (b"cache-status", status_line)]
-        body = b"" if method == "HEAD" else entry.body
-        await send({"type": "http.response.start", "status": entry.head.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        return Hit(route.name, entry.head.status, len(body))
+        start, body = self._messages(key, entry, age, method == "HEAD")
+        await send(start)
+        await send(body)
+        return Hit(route.name, entry.head.status, len(body["body"]))
+
+    def _messages(self, key: str, entry: Entry, age: float, head_only: bool) -> tuple[Message, Message]:
+        """The two ASGI messages of a hit, reused while the entry, its whole-second age and ``ttl`` stay the same
+        (uvicorn only reads them): under load most hits in a second share one pair.
+        """
+        seconds = int(age)
+        ttl = math.floor(entry.freshness - age)
+        found = self._prepared.get(key)
+        if found is not None and found[0] is entry and found[1:4] == (seconds, ttl, head_only):
+            return found[4], found[5]
+        age_field = (b"age", age_header_value(seconds).encode())
+        headers = [*entry.wire_headers, age_field, (b"cache-status", self._hit_line(ttl))]
+        start: Message = {"type": "http.response.start", "status": entry.head.status, "headers": headers}
+        body: Message = {"type": "http.response.body", "body": b"" if head_only else entry.body}
+        if len(self._prepared) >= MEMO_LIMIT:
+            self._prepared.clear()
+        self._prepared[key] = (entry, seconds, ttl, head_only, start, body)
+        return start, body
 
     def _route_and_key(self, scope: MutableMapping[str, Any], host: bytes) -> tuple[Route, str, Storage] | None:
         rules = self.service.rules.current
@@ -123,17 +141,7 @@ class HotPath:
         self._keys[memo] = found
         return found
 
-    def _age(self, age: float) -> bytes:
-        seconds = int(age)
-        value = self._ages.get(seconds)
-        if value is None:
-            if len(self._ages) >= MEMO_LIMIT:
-                self._ages.clear()
-            value = self._ages[seconds] = age_header_value(seconds).encode()
-        return value
-
-    def _hit_line(self, ttl: float) -> bytes:
-        seconds = math.floor(ttl)
+    def _hit_line(self, seconds: int) -> bytes:
         line = self._status_lines.get(seconds)
         if line is None:
             if len(self._status_lines) >= MEMO_LIMIT:

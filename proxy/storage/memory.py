@@ -64,6 +64,10 @@ class MemoryStorage:
 
     async def get(self, key: str) -> list[Entry]:
         """Every live variant of ``key``, each marked as recently used; expired ones are dropped here."""
+        return self.get_now(key)
+
+    def get_now(self, key: str) -> list[Entry]:
+        """``get`` without a coroutine, for the hit path (the memory store never waits)."""
         variants = self._variants.get(key)
         if not variants:
             return []

@@ -79,10 +79,6 @@ class Flight:
             self._future.set_result(outcome)
 
     @property
-    def published(self) -> bool:
-        return self._future.done()
-
-    @property
     def outcome(self) -> Outcome | None:
         return self._future.result() if self._future.done() else None
 

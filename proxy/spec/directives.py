@@ -105,7 +105,14 @@ def parse_directives(values: list[str], *, targeted: bool = False) -> Directives
 
 
 def request_directives(headers: Headers) -> Directives:
-    """The request's directives; ``Pragma: no-cache`` counts only when there is no Cache-Control (RFC 9111 §5.4)."""
+    """The request's directives; ``Pragma: no-cache`` counts only when there is no Cache-Control (RFC 9111 §5.4).
+
+    Parsed once per ``Headers`` object: lookup, decision and storability all ask.
+    """
+    return headers.derived("request-directives", _request_directives)
+
+
+def _request_directives(headers: Headers) -> Directives:
     values = headers.get_all("cache-control")
     if values:
         return parse_directives(values)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from email.utils import formatdate
 
-from load_tests.origin_app import BODY, CACHED_HEADERS, Receive, Scope, Send
+from load_tests.origin_app import BODY, CACHED_HEADERS, Receive, Scope, Send, lifespan
 
 HEADERS = [
     (b"date", formatdate(usegmt=True).encode()),
@@ -28,13 +28,7 @@ HEADERS = [
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """Answer any HTTP request with the fixed hit; acknowledge lifespan messages."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
     if scope["type"] == "http":
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await send({"type": "http.response.body", "body": BODY})

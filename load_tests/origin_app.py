@@ -84,16 +84,22 @@ async def _slow(scope: Scope, send: Send) -> None:
     await _send(send, 200, _headers(cache_control.encode()), BODY)
 
 
+async def lifespan(receive: Receive, send: Send) -> None:
+    """Acknowledge lifespan messages, so uvicorn's ``--lifespan on`` works with these bare apps."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
-    """The whole origin; lifespan messages are acknowledged so uvicorn's ``--lifespan on`` works too."""
+    """The whole origin."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     path: str = scope["path"]

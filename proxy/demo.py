@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import hashlib
 import socket
-import time
 from pathlib import Path
 
 import uvicorn
@@ -18,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from proxy.clock import SYSTEM_CLOCK
 from proxy.config import Settings
 
 SAMPLE_RULES = """\
@@ -46,7 +46,7 @@ def sample_origin() -> Starlette:
 
     async def time_now(request: Request) -> Response:
         n = counted(request)
-        body = f'{{"time": {time.time():.3f}, "origin_request": {n}}}\n'.encode()
+        body = f'{{"time": {SYSTEM_CLOCK.now():.3f}, "origin_request": {n}}}\n'.encode()
         etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
         return Response(body, media_type="application/json", headers={"Cache-Control": "max-age=10", "ETag": etag})
 

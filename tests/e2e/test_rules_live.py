@@ -159,3 +159,18 @@ def test_serve_refuses_an_invalid_rules_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert f"{bad}:4:10: routes[0].ttl: must be a duration" in result.stderr
+
+
+async def test_hot_reload_reaches_urls_already_served_from_the_hit_fast_path(
+    origin: RunningOrigin, tmp_path: Path
+) -> None:
+    async with run_proxy(origin, RULES, tmp_path) as proxy:
+        origin.set("/default-ttl/hot", body="h")
+        await proxy.client.get("/default-ttl/hot")
+        assert "hit" in status(await proxy.client.get("/default-ttl/hot"))  # memoised by the hot path now
+        (tmp_path / "rules.yaml").write_text(RULES.replace("/account/**", "/default-ttl/hot"))
+        for _ in range(40):
+            if status(await proxy.client.get("/default-ttl/hot")).endswith("detail=rule"):
+                break
+            await asyncio.sleep(0.1)
+        assert status(await proxy.client.get("/default-ttl/hot")) == "cacheproxy; fwd=bypass; detail=rule"

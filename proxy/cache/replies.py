@@ -35,8 +35,7 @@ def must_revalidate(entry: Entry) -> bool:
     """RFC 9111 §5.2.2.2, §5.2.2.8, §5.2.2.10 (unless a rule forced the entry's freshness)."""
     if entry.forced:
         return False
-    directives = response_directives(entry.head.headers)
-    return directives.has("must-revalidate") or directives.has("proxy-revalidate") or directives.has("s-maxage")
+    return response_directives(entry.head.headers).forbids_stale()
 
 
 class Replies:

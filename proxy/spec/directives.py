@@ -16,6 +16,10 @@ from proxy.messages import Headers, split_list
 # RFC 9111 §1.2.2: a delta-seconds that does not fit is taken as 2^31.
 DELTA_MAX = 2_147_483_648
 
+# RFC 9111 §4.2.4, §5.2.2.2, §5.2.2.8, §5.2.2.10: response directives that forbid serving the response stale
+# (``s-maxage`` implies ``proxy-revalidate`` for a shared cache).
+NO_STALE: tuple[str, ...] = ("must-revalidate", "proxy-revalidate", "s-maxage")
+
 # RFC 9213 §2.2: the targeted fields this cache obeys, in priority order.
 CDN_TARGETS: tuple[str, ...] = ("CDN-Cache-Control",)
 
@@ -76,6 +80,17 @@ class Directives:
             return None
         parsed = parse_delta(self.items[name])
         return 0 if parsed is None else parsed
+
+    def unqualified(self, name: str) -> bool:
+        """A bare ``private`` or ``no-cache`` (§5.2.2.4, §5.2.2.7): about the whole response, not some fields.
+
+        An empty field list counts as bare, the safer reading.
+        """
+        return name in self.items and not self.field_names(name)
+
+    def forbids_stale(self) -> bool:
+        """RFC 9111 §4.2.4: ``must-revalidate``, ``proxy-revalidate`` or ``s-maxage`` is present."""
+        return any(name in self.items for name in NO_STALE)
 
     def field_names(self, name: str) -> tuple[str, ...]:
         """The lower-cased field names of a qualified ``private="..."`` or ``no-cache="..."`` (§5.2.2.4, §5.2.2.7)."""

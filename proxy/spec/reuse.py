@@ -21,8 +21,6 @@ from proxy.spec.directives import EMPTY, Directives, request_directives, respons
 from proxy.spec.validation import has_validator
 from proxy.spec.vary import vary_matches
 
-# RFC 9111 §4.2.4, §5.2.2.2, §5.2.2.8, §5.2.2.10: response directives that forbid serving the response stale.
-NO_STALE: tuple[str, ...] = ("must-revalidate", "proxy-revalidate", "s-maxage")
 _MUST_REVALIDATE: tuple[str, ...] = ("must-revalidate", "proxy-revalidate")
 
 
@@ -52,13 +50,9 @@ def plain_hit_age(candidates: Sequence[Entry], now: float) -> float | None:
     age = entry.initial_age + max(0.0, now - entry.response_time)
     if age >= entry.freshness:
         return None
-    if not entry.forced and _demands_validation(response_directives(entry.head.headers)):
+    if not entry.forced and response_directives(entry.head.headers).unqualified("no-cache"):
         return None
     return age
-
-
-def _demands_validation(directives: Directives) -> bool:
-    return directives.has("no-cache") and not directives.field_names("no-cache")
 
 
 def select_variant(request: RequestHead, candidates: Sequence[Entry]) -> Entry | None:
@@ -82,12 +76,12 @@ class _Case:
 
     @property
     def no_stale(self) -> bool:
-        return any(self.response.has(d) for d in NO_STALE)
+        return self.response.forbids_stale()
 
     @property
     def response_no_cache(self) -> bool:
         """Unqualified ``no-cache`` (RFC 9111 §5.2.2.4); the qualified form restricts named fields."""
-        return _demands_validation(self.response)
+        return self.response.unqualified("no-cache")
 
 
 def _lookup(request: RequestHead, candidates: Sequence[Entry]) -> Entry | Forward:

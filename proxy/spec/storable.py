@@ -15,6 +15,7 @@ from proxy.spec.decisions import DontStore, Reason, Store
 from proxy.spec.directives import Directives, request_directives, response_directives
 from proxy.spec.freshness import HEURISTICALLY_CACHEABLE, explicit_freshness, heuristic_freshness
 from proxy.spec.policy import Policy, SetCookiePolicy
+from proxy.spec.validation import has_validator
 
 # RFC 9110 §7.6.1: connection-specific fields, never stored or forwarded.
 HOP_BY_HOP: frozenset[str] = frozenset(
@@ -42,9 +43,6 @@ OVERRIDE_STATUSES: frozenset[int] = frozenset({200, 203, 204, 300, 301, 308, 404
 # Never stored, whatever the directives say (see UNDERSTOOD_STATUSES).
 _NEVER_STORED: frozenset[int] = frozenset({206, 304})
 
-# Directives that forbid serving a stale response (RFC 9111 §4.2.4, §5.2.2.2, §5.2.2.8, §5.2.2.10).
-_NO_STALE: tuple[str, ...] = ("must-revalidate", "proxy-revalidate", "s-maxage")
-
 # RFC 9111 §3.5: what lets a shared cache store a response to a request with Authorization.
 _AUTHORIZED_OK: tuple[str, ...] = ("public", "s-maxage", "must-revalidate")
 
@@ -62,11 +60,6 @@ def surrogate_keys(headers: Headers) -> tuple[str, ...]:
         tags.extend(value.split())
     tags.extend(headers.get_list("cache-tag"))
     return tuple(dict.fromkeys(tags))
-
-
-def _unqualified(directives: Directives, name: str) -> bool:
-    """True for a bare ``private``/``no-cache`` (an empty field list counts as bare, the safer reading)."""
-    return directives.has(name) and not directives.field_names(name)
 
 
 def _qualified_fields(directives: Directives) -> tuple[str, ...]:
@@ -104,7 +97,7 @@ def _refusal(
         return Reason.MUST_UNDERSTAND
     if directives.has("no-store") and not must_understand and not policy.ignore_private:
         return Reason.NO_STORE
-    if _unqualified(directives, "private") and not policy.ignore_private:
+    if directives.unqualified("private") and not policy.ignore_private:
         return Reason.PRIVATE
     if "authorization" in request.headers and not any(directives.has(n) for n in _AUTHORIZED_OK):
         return Reason.AUTHORIZATION
@@ -127,7 +120,7 @@ def _lifetime(
     """
     if _overrides(response, policy) and policy.ttl is not None:
         return policy.ttl
-    if _unqualified(directives, "no-cache"):
+    if directives.unqualified("no-cache"):
         return 0.0
     explicit = explicit_freshness(response, directives, response_time=response_time)
     if explicit is not None:
@@ -147,15 +140,11 @@ def _stale_windows(directives: Directives, policy: Policy, overridden: bool) -> 
     """
     if overridden:
         return policy.stale_while_revalidate, policy.stale_if_error
-    if _unqualified(directives, "no-cache") or any(directives.has(n) for n in _NO_STALE):
+    if directives.unqualified("no-cache") or directives.forbids_stale():
         return 0.0, 0.0
     swr = (directives.delta("stale-while-revalidate") or 0) + policy.stale_while_revalidate
     sie = (directives.delta("stale-if-error") or 0) + policy.stale_if_error
     return float(swr), float(sie)
-
-
-def _has_validator(headers: Headers) -> bool:
-    return "etag" in headers or "last-modified" in headers
 
 
 def assess(
@@ -191,8 +180,8 @@ def assess(
     if freshness is None:
         return DontStore(Reason.NO_FRESHNESS)
     swr, sie = _stale_windows(directives, policy, _overrides(response, policy))
-    if freshness <= 0 and swr <= 0 and sie <= 0 and not _has_validator(headers):
-        no_cache = _unqualified(directives, "no-cache")
+    if freshness <= 0 and swr <= 0 and sie <= 0 and not has_validator(ResponseHead(response.status, headers)):
+        no_cache = directives.unqualified("no-cache")
         return DontStore(Reason.RESPONSE_NO_CACHE if no_cache else Reason.NO_FRESHNESS)
     initial_age = corrected_initial_age(response.headers, request_time, response_time)
     ttl = max(1.0, freshness + max(swr, sie) + policy.keep - initial_age)

@@ -138,3 +138,30 @@ def test_rfc9111_5_2_has_and_value() -> None:
     assert not parsed.has("private")
     assert bool(parsed)
     assert not parse_directives([])
+
+
+@pytest.mark.parametrize(
+    ("values", "unqualified_no_cache", "forbids_stale"),
+    [
+        (["no-cache"], True, False),
+        (['no-cache=""'], True, False),
+        (['no-cache="set-cookie"'], False, False),
+        (["max-age=5, must-revalidate"], False, True),
+        (["proxy-revalidate"], False, True),
+        (["s-maxage=5"], False, True),
+        (["max-age=5, stale-while-revalidate=9"], False, False),
+    ],
+    ids=[
+        "rfc9111-5.2.2.4-bare-no-cache",
+        "rfc9111-5.2.2.4-empty-list-counts-as-bare",
+        "rfc9111-5.2.2.4-qualified-no-cache-names-fields",
+        "rfc9111-4.2.4-must-revalidate-forbids-stale",
+        "rfc9111-4.2.4-proxy-revalidate-forbids-stale",
+        "rfc9111-5.2.2.10-s-maxage-forbids-stale",
+        "rfc5861-windows-alone-allow-stale",
+    ],
+)
+def test_directive_predicates(values: list[str], unqualified_no_cache: bool, forbids_stale: bool) -> None:
+    directives = parse_directives(values)
+    assert directives.unqualified("no-cache") is unqualified_no_cache
+    assert directives.forbids_stale() is forbids_stale

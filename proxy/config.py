@@ -7,24 +7,23 @@ worker learns its configuration.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from proxy.errors import ConfigError
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
-_UNITS = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
+from proxy.rules.model import parse_size as rules_size
 
 
 def parse_size(text: str) -> int:
-    """``256MiB``, ``512KiB``, ``1GiB`` or a plain number of bytes."""
-    match = _SIZE.match(str(text))
-    if not match:
-        raise ConfigError(f"not a size: {text!r} (use e.g. 256MiB, 512KiB, 1GiB)")
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[unit.lower() if unit else None])
+    """``256MiB``, ``512KiB``, ``1GiB`` or a plain number of bytes: the same sizes as in rules.yaml."""
+    text = str(text).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        return rules_size(text)
+    except ValueError as error:  # pydantic's PydanticCustomError is a ValueError
+        raise ConfigError(f"not a size: {text!r} (use e.g. 256MiB, 512KiB, 1GiB)") from error
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ download releases its upstream connection at once.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
@@ -25,7 +26,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("cacheproxy.endpoint")
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class BrokenStream(Exception):
@@ -42,6 +42,19 @@ class Observer(Protocol):
     def hit_done(self, scope: Scope, hit: Hit, duration: float) -> None:
         """A fresh hit the hot path answered (``proxy.cache.hot``): counted like a ``request_done`` of a hit."""
         ...
+
+
+def is_loopback(host: str | None) -> bool:
+    """A client on this machine (127.0.0.0/8, ::1, or ::ffff:127.x): for the debug headers and the admin surface."""
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def request_from_scope(scope: Scope) -> RequestHead:
@@ -101,7 +114,7 @@ class ProxyEndpoint:
         body = request_body(receive) if has_body(request) else None
         answer = await self.service.handle(request, body, hot)
         headers = answer.headers
-        if request.headers.get("cache-debug") == "1" and request.client in LOOPBACK:
+        if request.headers.get("cache-debug") == "1" and is_loopback(request.client):
             headers = [*headers, *self._debug_headers(answer)]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         if answer.stream is None:

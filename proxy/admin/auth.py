@@ -9,25 +9,12 @@ them from the node's address, and they tell nothing but "up" and "ready".
 from __future__ import annotations
 
 import hmac
-import ipaddress
 
 from starlette.types import ASGIApp
 
-from proxy.endpoint import Receive, Scope, Send
+from proxy.endpoint import Receive, Scope, Send, is_loopback
 
 FORBIDDEN = b"403 Forbidden: the cacheproxy admin surface answers loopback clients or a bearer token only\n"
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
 
 
 def bearer_token(scope: Scope) -> bytes | None:

@@ -26,6 +26,7 @@ from proxy.cache.answers import Answer, CacheOutcome
 from proxy.cache.hot import Hit
 from proxy.clock import Clock
 from proxy.endpoint import request_from_scope
+from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from proxy.messages import RequestHead
 
 if TYPE_CHECKING:
@@ -37,7 +38,9 @@ BUCKET_SECONDS = 10
 BUCKETS = 60  # 10 minutes
 FROM_CACHE = frozenset({CacheOutcome.HIT, CacheOutcome.STALE, CacheOutcome.REVALIDATED, CacheOutcome.COLLAPSED})
 # Answers that are errors of the upstream exchange itself (no status came back): counted as upstream requests.
-UPSTREAM_FAILURES = frozenset({"upstream-error", "connect-failed", "timeout", "protocol-error"})
+UPSTREAM_FAILURES = frozenset(
+    error.detail for error in (UpstreamError, UpstreamConnectError, UpstreamTimeout, UpstreamProtocolError)
+)
 
 
 def ratio(hits: int, cacheable: int) -> float | None:

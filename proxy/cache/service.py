@@ -33,6 +33,7 @@ from proxy.spec.invalidation import invalidated_urls
 from proxy.spec.reuse import decide, ttl_remaining
 from proxy.spec.vary import vary_matches
 from proxy.storage.base import Storage
+from proxy.storage.memory import MemoryStorage
 from proxy.upstream import Upstream
 
 log = logging.getLogger("cacheproxy.service")
@@ -123,8 +124,8 @@ class CacheService:
 
         The memory store answers without a round trip, so it is asked directly.
         """
-        if store.name == "memory":
-            return await store.get(key)
+        if isinstance(store, MemoryStorage):
+            return store.get_now(key)
         pending = self._lookups.get(key)
         if pending is not None:
             return await asyncio.shield(pending)

@@ -146,5 +146,5 @@ class HotPath:
         if line is None:
             if len(self._status_lines) >= MEMO_LIMIT:
                 self._status_lines.clear()
-            line = self._status_lines[seconds] = self.service.status(hit=True, ttl=seconds).encode("latin-1")
+            line = self._status_lines[seconds] = self.service.replies.status(hit=True, ttl=seconds).encode("latin-1")
         return line

@@ -13,7 +13,7 @@ from proxy.errors import UpstreamError
 from proxy.messages import Entry, RequestHead
 from proxy.spec.age import current_age
 from proxy.spec.cache_status import cache_status
-from proxy.spec.decisions import Decision, Forward, Fwd, Reason, Revalidate
+from proxy.spec.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve
 from proxy.spec.directives import response_directives
 from proxy.spec.reuse import ttl_remaining
 
@@ -45,6 +45,15 @@ class Replies:
 
     def status(self, **params: Any) -> str:
         return cache_status(self.name, **params)
+
+    def served(self, request: RequestHead, decision: Serve) -> Answer:
+        """A hit: fresh, or stale where the origin, a rule or the client allows it."""
+        entry = decision.entry
+        ttl = ttl_remaining(entry, self.clock.now())
+        if decision.reason is Reason.FRESH:
+            return entry_answer(request, entry, decision.age, self.status(hit=True, ttl=ttl), CacheOutcome.HIT)
+        line = self.status(hit=True, ttl=ttl, detail=decision.reason)
+        return entry_answer(request, entry, decision.age, line, CacheOutcome.STALE, decision.reason)
 
     def collapsed(self, request: RequestHead, entry: Entry) -> Answer:
         """A follower answered from its leader's fetch (in this process or another)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import assert_never
 from urllib.parse import urlsplit
 
-from proxy.cache.answers import Answer, CacheOutcome, entry_answer
+from proxy.cache.answers import Answer
 from proxy.cache.coalesce import Coalescer, Failed, Flight, Lease, Outcome, Shared, run_detached
 from proxy.cache.fetch import Exchange, Fetcher, Job
 from proxy.cache.keys import primary_key
@@ -30,7 +30,7 @@ from proxy.rules.model import Route
 from proxy.rules.reload import RulesHolder
 from proxy.spec.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve, Unsatisfiable
 from proxy.spec.invalidation import invalidated_urls
-from proxy.spec.reuse import decide, ttl_remaining
+from proxy.spec.reuse import decide
 from proxy.spec.vary import vary_matches
 from proxy.storage.base import Storage
 from proxy.storage.memory import MemoryStorage
@@ -76,10 +76,6 @@ class CacheService:
 
     def store_for(self, route: Route) -> Storage:
         return self.stores.get(route.store or self.default_store) or self.stores[self.default_store]
-
-    def status(self, **params: object) -> str:
-        """A ``Cache-Status`` member with this cache's name (RFC 9211)."""
-        return self.replies.status(**params)
 
     async def handle(
         self, request: RequestHead, body: AsyncIterator[bytes] | None, prior: Lookup | None = None
@@ -168,14 +164,9 @@ class CacheService:
                 assert_never(decision)
 
     def _serve(self, job: Job, decision: Serve) -> Answer:
-        entry = decision.entry
-        ttl = ttl_remaining(entry, self.clock.now())
-        if decision.reason is Reason.FRESH:
-            return entry_answer(job.request, entry, decision.age, self.status(hit=True, ttl=ttl), CacheOutcome.HIT)
         if decision.revalidate:
-            self._refresh_in_background(job, entry)
-        line = self.status(hit=True, ttl=ttl, detail=decision.reason)
-        return entry_answer(job.request, entry, decision.age, line, CacheOutcome.STALE, decision.reason)
+            self._refresh_in_background(job, decision.entry)
+        return self.replies.served(job.request, decision)
 
     async def _fetch(self, job: Job, decision: Revalidate | Forward) -> Answer:
         """Go upstream for ``decision``, as the leader of a flight or, behind one, as a follower."""

@@ -180,16 +180,21 @@ async def test_rfc9111_4_3_stale_entry_replaced_by_a_200(proxy: Proxied) -> None
     assert (await proxy.client.get("/r2")).text == "new"
 
 
-async def test_rfc9111_5_2_2_2_must_revalidate_upstream_down_is_504(origin: RunningOrigin) -> None:
-    origin.set("/mr", headers={"Cache-Control": "max-age=1, must-revalidate", "ETag": '"v"'}, body="x")
+async def stale_with_origin_down(origin: RunningOrigin, path: str) -> httpx.Response:
+    """Store ``path``, let it go stale (max-age=1), take the origin down, and ask again."""
     async with run_proxy(origin) as proxy:
-        await proxy.client.get("/mr")
+        await proxy.client.get(path)
         await asyncio.sleep(1.1)
         await origin.server.stop()
         try:
-            response = await proxy.client.get("/mr")
+            return await proxy.client.get(path)
         finally:
             await origin.server.start()
+
+
+async def test_rfc9111_5_2_2_2_must_revalidate_upstream_down_is_504(origin: RunningOrigin) -> None:
+    origin.set("/mr", headers={"Cache-Control": "max-age=1, must-revalidate", "ETag": '"v"'}, body="x")
+    response = await stale_with_origin_down(origin, "/mr")
     assert response.status_code == 504
 
 
@@ -206,14 +211,7 @@ async def test_rfc5861_4_stale_if_error_serves_stale_on_500(proxy: Proxied) -> N
 
 async def test_rfc5861_4_stale_if_error_serves_stale_when_upstream_down(origin: RunningOrigin) -> None:
     origin.set("/sie2", headers={"Cache-Control": "max-age=1, stale-if-error=60", "ETag": '"e"'}, body="good")
-    async with run_proxy(origin) as proxy:
-        await proxy.client.get("/sie2")
-        await asyncio.sleep(1.1)
-        await origin.server.stop()
-        try:
-            response = await proxy.client.get("/sie2")
-        finally:
-            await origin.server.start()
+    response = await stale_with_origin_down(origin, "/sie2")
     assert response.status_code == 200 and response.text == "good"
 
 

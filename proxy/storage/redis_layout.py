@@ -45,7 +45,8 @@ def text(value: str) -> bytes:
 
 
 # Shared Lua helpers. ``live`` reads the variants' meta fields, dropping expired ones; ``drop`` removes one
-# variant; ``finish`` rewrites the bookkeeping fields and the key's expiry, or deletes the key when it is empty.
+# variant; ``finish`` rewrites the bookkeeping fields and the key's expiry, or deletes the key when it is empty;
+# ``remove_where`` drops the live variants a test picks and returns how many.
 _LUA_COMMON = """
 local h = KEYS[1]
 local now = tonumber(ARGV[1])
@@ -85,6 +86,19 @@ local function finish(vars)
   end
   redis.call('HSET', h, '~c', #vars, '~p', table.concat(paths, '\\n'))
   redis.call('PEXPIRE', h, maxexp - now + 1000)
+end
+local function remove_where(matches)
+  local kept, n = {}, 0
+  for _, v in ipairs(live()) do
+    if matches(v.id) then
+      drop(v.id)
+      n = n + 1
+    else
+      kept[#kept + 1] = v
+    end
+  end
+  finish(kept)
+  return n
 end
 local function has_tag(id, tag)
   local tags = redis.call('HGET', h, 't:' .. id)
@@ -137,31 +151,14 @@ return n
 
 # ARGV: now-ms, tag. Returns how many live variants carrying the tag were removed.
 DELETE_TAG = _with_helpers("""
-local kept, n = {}, 0
-for _, v in ipairs(live()) do
-  if has_tag(v.id, ARGV[2]) then
-    drop(v.id)
-    n = n + 1
-  else
-    kept[#kept + 1] = v
-  end
-end
-finish(kept)
-return n
+return remove_where(function(id) return has_tag(id, ARGV[2]) end)
 """)
 
 # ARGV: now-ms, prefix. Returns how many live variants whose path starts with the prefix were removed.
 DELETE_PREFIX = _with_helpers("""
-local kept, n, prefix = {}, 0, ARGV[2]
-for _, v in ipairs(live()) do
-  local p = redis.call('HGET', h, 'p:' .. v.id) or ''
-  if string.sub(p, 1, #prefix) == prefix then
-    drop(v.id)
-    n = n + 1
-  else
-    kept[#kept + 1] = v
-  end
-end
-finish(kept)
-return n
+local prefix = ARGV[2]
+return remove_where(function(id)
+  local p = redis.call('HGET', h, 'p:' .. id) or ''
+  return string.sub(p, 1, #prefix) == prefix
+end)
 """)

@@ -1,7 +1,7 @@
 """``cacheproxy explain`` and ``cacheproxy schema``: what the rules do with one request, and the file's JSON Schema.
 
 ``explain`` runs the same functions as the request path (``Rules.match``, ``proxy.cache.keys``,
-``proxy.spec.storable.assess``) without sending anything, and prints the route, the key and the parts it was built
+``proxy.rfc.storable.assess``) without sending anything, and prints the route, the key and the parts it was built
 from, whether the request is looked up, and, given a response, whether it would be stored and for how long.
 """
 
@@ -14,8 +14,8 @@ from proxy.cache.keys import key_parts, primary_key
 from proxy.messages import Headers, RequestHead, ResponseHead
 from proxy.rules.match import UNSAFE_METHODS
 from proxy.rules.model import Route, Rules, RulesFile
-from proxy.spec.decisions import DontStore, Reason
-from proxy.spec.storable import assess
+from proxy.rfc.decisions import DontStore, Reason
+from proxy.rfc.storable import assess
 
 _WHY_NOT: dict[Reason, str] = {
     Reason.NO_STORE: "the response or the request says no-store (RFC 9111 §5.2.2.5)",

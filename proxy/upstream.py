@@ -24,7 +24,7 @@ import yarl
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.errors import ConfigError, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from proxy.messages import Headers, RequestHead, ResponseHead
-from proxy.spec.storable import HOP_BY_HOP, strip_hop_by_hop
+from proxy.rfc.storable import HOP_BY_HOP, strip_hop_by_hop
 
 MiB = 1024 * 1024
 VIA = "1.1 cacheproxy"

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead, serving_headers
-from proxy.spec.age import age_header_value
-from proxy.spec.validation import client_not_modified, not_modified_head
+from proxy.rfc.age import age_header_value
+from proxy.rfc.validation import client_not_modified, not_modified_head
 
 
 class CacheOutcome(StrEnum):

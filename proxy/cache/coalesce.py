@@ -24,7 +24,7 @@ from typing import Protocol, TypeVar
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.errors import UpstreamError
 from proxy.messages import Entry
-from proxy.spec.decisions import Reason
+from proxy.rfc.decisions import Reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,12 @@ from proxy.clock import Clock
 from proxy.errors import StorageError, UpstreamError, UpstreamTimeout
 from proxy.messages import Entry, RequestHead, ResponseHead
 from proxy.rules.model import Route
-from proxy.spec.age import format_http_date
-from proxy.spec.decisions import DontStore, Forward, Fwd, Reason, Revalidate, Serve, Store
-from proxy.spec.reuse import decide
-from proxy.spec.storable import assess, surrogate_keys
-from proxy.spec.validation import conditional_request, merge_304, strip_conditionals, validator_matches
-from proxy.spec.vary import vary_names, vary_snapshot
+from proxy.rfc.age import format_http_date
+from proxy.rfc.decisions import DontStore, Forward, Fwd, Reason, Revalidate, Serve, Store
+from proxy.rfc.reuse import decide
+from proxy.rfc.storable import assess, surrogate_keys
+from proxy.rfc.validation import conditional_request, merge_304, strip_conditionals, validator_matches
+from proxy.rfc.vary import vary_names, vary_snapshot
 from proxy.storage.base import Storage
 from proxy.upstream import Upstream, UpstreamResponse
 

@@ -8,7 +8,7 @@ result cannot change between two such requests. Here:
   directives, credentials, conditionals, a body, the debug switch): then no request-side rule of RFC 9111 applies;
 - ``(method, scheme, host, raw path, query)`` maps to the matched route and the cache key, memoised until the rules
   change (only routes whose key has no request headers or cookies: otherwise the key depends on more than the URL);
-- ``spec.reuse.plain_hit_age`` gives the same verdict ``decide`` would, for such a request;
+- ``rfc.reuse.plain_hit_age`` gives the same verdict ``decide`` would, for such a request;
 - the entry's serving headers were prepared when it was stored (``Entry.wire_headers``).
 
 Anything else, a miss included, returns a ``Lookup`` that hands what was already done to the general path.
@@ -25,8 +25,8 @@ from proxy.cache.service import CacheService, Lookup
 from proxy.clock import Clock
 from proxy.messages import Entry, RequestHead
 from proxy.rules.model import Route, Rules
-from proxy.spec.age import age_header_value
-from proxy.spec.reuse import plain_hit_age
+from proxy.rfc.age import age_header_value
+from proxy.rfc.reuse import plain_hit_age
 from proxy.storage.base import Storage
 from proxy.storage.memory import MemoryStorage
 

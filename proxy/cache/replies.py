@@ -11,11 +11,11 @@ from proxy.cache.fetch import Exchange, upstream_error_text
 from proxy.clock import Clock
 from proxy.errors import UpstreamError
 from proxy.messages import Entry, RequestHead
-from proxy.spec.age import current_age
-from proxy.spec.cache_status import cache_status
-from proxy.spec.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve
-from proxy.spec.directives import response_directives
-from proxy.spec.reuse import ttl_remaining
+from proxy.rfc.age import current_age
+from proxy.rfc.cache_status import cache_status
+from proxy.rfc.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve
+from proxy.rfc.directives import response_directives
+from proxy.rfc.reuse import ttl_remaining
 
 
 def fallback(decision: Decision) -> Entry | None:

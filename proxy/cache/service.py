@@ -1,7 +1,7 @@
-"""The one driver of the cache: it asks the spec for a decision and performs the I/O the decision calls for.
+"""The one driver of the cache: it asks the RFC rules (proxy.rfc) for a decision and performs the I/O the decision calls for.
 
     handle ─▶ route ─▶ (bypass | unsafe method) ─▶ pass through, invalidate after unsafe methods (RFC 9111 §4.4)
-             └▶ key ─▶ store.get ─▶ spec.reuse.decide ─▶ Serve         ─▶ answer from the entry (+ background refresh)
+             └▶ key ─▶ store.get ─▶ rfc.reuse.decide ─▶ Serve         ─▶ answer from the entry (+ background refresh)
                                                      ├▶ Unsatisfiable ─▶ 504 (only-if-cached)
                                                      └▶ Revalidate / Forward ─▶ single-flight fetch ─▶ store ─▶ answer
 
@@ -28,10 +28,10 @@ from proxy.errors import StorageError, UpstreamError
 from proxy.messages import Entry, RequestHead
 from proxy.rules.model import Route
 from proxy.rules.reload import RulesHolder
-from proxy.spec.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve, Unsatisfiable
-from proxy.spec.invalidation import invalidated_urls
-from proxy.spec.reuse import decide
-from proxy.spec.vary import vary_matches
+from proxy.rfc.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve, Unsatisfiable
+from proxy.rfc.invalidation import invalidated_urls
+from proxy.rfc.reuse import decide
+from proxy.rfc.vary import vary_matches
 from proxy.storage.base import Storage
 from proxy.storage.memory import MemoryStorage
 from proxy.upstream import Upstream

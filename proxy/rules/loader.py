@@ -29,7 +29,7 @@ from proxy.rules.model import (
     RulesFile,
     field_names,
 )
-from proxy.spec.policy import Policy
+from proxy.rfc.policy import Policy
 
 _CACHING = ("ttl", "override", "stale_while_revalidate", "stale_if_error", "statuses")
 _MESSAGES = {

@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from pydantic_core import PydanticCustomError
 
 from proxy.rules.match import GlobError, Matcher, build_matcher, glob_to_regex, host_name, normalize_path
-from proxy.spec.policy import DEFAULT_POLICY, MIB, Policy, SetCookiePolicy
+from proxy.rfc.policy import DEFAULT_POLICY, MIB, Policy, SetCookiePolicy
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

@@ -7,7 +7,7 @@ import asyncio
 from proxy.cache.coalesce import Coalescer, NotShared, Shared
 from proxy.clock import FakeClock
 from proxy.messages import Entry, ResponseHead
-from proxy.spec.decisions import Reason
+from proxy.rfc.decisions import Reason
 
 
 def entry() -> Entry:

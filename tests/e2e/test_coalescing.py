@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from proxy.cache.coalesce import Coalescer, NotShared
-from proxy.spec.decisions import Reason
+from proxy.rfc.decisions import Reason
 from tests.e2e.conftest import Proxied, run_proxy
 from tests.support.origin import run_origin
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from proxy.rules.model import KeySpec, Route, Rules, parse_duration, parse_size
-from proxy.spec.policy import DEFAULT_POLICY, SetCookiePolicy
+from proxy.rfc.policy import DEFAULT_POLICY, SetCookiePolicy
 from tests.rules import load
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from proxy.messages import Headers, ResponseHead
-from proxy.spec.age import format_http_date
-from proxy.spec.directives import DELTA_MAX, response_directives
-from proxy.spec.freshness import HEURISTICALLY_CACHEABLE, explicit_freshness, heuristic_freshness
-from proxy.spec.policy import Policy
+from proxy.rfc.age import format_http_date
+from proxy.rfc.directives import DELTA_MAX, response_directives
+from proxy.rfc.freshness import HEURISTICALLY_CACHEABLE, explicit_freshness, heuristic_freshness
+from proxy.rfc.policy import Policy
 
 T = 1_700_000_000.0
 

@@ -10,12 +10,12 @@ stale windows.
 from __future__ import annotations
 
 from proxy.messages import Headers, RequestHead, ResponseHead
-from proxy.spec.age import corrected_initial_age
-from proxy.spec.decisions import DontStore, Reason, Store
-from proxy.spec.directives import Directives, request_directives, response_directives
-from proxy.spec.freshness import HEURISTICALLY_CACHEABLE, explicit_freshness, heuristic_freshness
-from proxy.spec.policy import Policy, SetCookiePolicy
-from proxy.spec.validation import has_validator
+from proxy.rfc.age import corrected_initial_age
+from proxy.rfc.decisions import DontStore, Reason, Store
+from proxy.rfc.directives import Directives, request_directives, response_directives
+from proxy.rfc.freshness import HEURISTICALLY_CACHEABLE, explicit_freshness, heuristic_freshness
+from proxy.rfc.policy import Policy, SetCookiePolicy
+from proxy.rfc.validation import has_validator
 
 # RFC 9110 §7.6.1: connection-specific fields, never stored or forwarded.
 HOP_BY_HOP: frozenset[str] = frozenset(

@@ -1,4 +1,4 @@
-"""The knobs a route turns on the RFC logic. The rules package builds one per route; the spec only reads them."""
+"""The knobs a route turns on the RFC logic. The rules package builds one per route; the rfc package only reads them."""
 
 from __future__ import annotations
 

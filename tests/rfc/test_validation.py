@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead
-from proxy.spec.age import format_http_date
-from proxy.spec.validation import (
+from proxy.rfc.age import format_http_date
+from proxy.rfc.validation import (
     client_not_modified,
     conditional_request,
     has_validator,

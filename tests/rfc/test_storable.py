@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from proxy.messages import Headers, RequestHead, ResponseHead
-from proxy.spec.age import format_http_date
-from proxy.spec.decisions import DontStore, Reason, Store
-from proxy.spec.policy import Policy, SetCookiePolicy
-from proxy.spec.storable import UNDERSTOOD_STATUSES, assess, strip_hop_by_hop, surrogate_keys
+from proxy.rfc.age import format_http_date
+from proxy.rfc.decisions import DontStore, Reason, Store
+from proxy.rfc.policy import Policy, SetCookiePolicy
+from proxy.rfc.storable import UNDERSTOOD_STATUSES, assess, strip_hop_by_hop, surrogate_keys
 
 T = 1_700_000_000.0
 NO_KEEP = Policy(keep=0.0)

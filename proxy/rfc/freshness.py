@@ -7,9 +7,9 @@ from "explicitly stale" (``0``). Time is an argument: ``response_time`` stands i
 from __future__ import annotations
 
 from proxy.messages import ResponseHead
-from proxy.spec.age import parse_http_date
-from proxy.spec.directives import Directives
-from proxy.spec.policy import Policy
+from proxy.rfc.age import parse_http_date
+from proxy.rfc.directives import Directives
+from proxy.rfc.policy import Policy
 
 # RFC 9110 §15.1: status codes that are heuristically cacheable by default.
 HEURISTICALLY_CACHEABLE: frozenset[int] = frozenset(

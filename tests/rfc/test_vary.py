@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.messages import Headers, RequestHead, ResponseHead
-from proxy.spec.vary import vary_matches, vary_names, vary_snapshot
+from proxy.rfc.vary import vary_matches, vary_names, vary_snapshot
 
 Fields = list[tuple[str, str]]
 

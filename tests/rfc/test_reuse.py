@@ -11,9 +11,9 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead
-from proxy.spec.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve, Unsatisfiable
-from proxy.spec.reuse import decide, is_fresh, select_variant, ttl_remaining
-from proxy.spec.vary import vary_snapshot
+from proxy.rfc.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve, Unsatisfiable
+from proxy.rfc.reuse import decide, is_fresh, select_variant, ttl_remaining
+from proxy.rfc.vary import vary_snapshot
 
 Fields = list[tuple[str, str]]
 NOW = 1000.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.messages import Headers
-from proxy.spec.directives import (
+from proxy.rfc.directives import (
     DELTA_MAX,
     parse_delta,
     parse_directives,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
 from proxy.messages import Entry, Headers
-from proxy.spec.directives import DELTA_MAX, parse_delta
+from proxy.rfc.directives import DELTA_MAX, parse_delta
 
 
 def parse_http_date(value: str | None) -> float | None:

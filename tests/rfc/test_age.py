@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from proxy.messages import Entry, Headers, ResponseHead
-from proxy.spec.age import (
+from proxy.rfc.age import (
     age_header_value,
     corrected_initial_age,
     current_age,
     format_http_date,
     parse_http_date,
 )
-from proxy.spec.directives import DELTA_MAX
+from proxy.rfc.directives import DELTA_MAX
 
 T = 1_700_000_000.0
 EPOCH_1994 = 784_111_777.0

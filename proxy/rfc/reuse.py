@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from proxy.messages import Entry, RequestHead
-from proxy.spec.age import current_age
-from proxy.spec.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve, Unsatisfiable
-from proxy.spec.directives import EMPTY, Directives, request_directives, response_directives
-from proxy.spec.validation import has_validator
-from proxy.spec.vary import vary_matches
+from proxy.rfc.age import current_age
+from proxy.rfc.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve, Unsatisfiable
+from proxy.rfc.directives import EMPTY, Directives, request_directives, response_directives
+from proxy.rfc.validation import has_validator
+from proxy.rfc.vary import vary_matches
 
 _MUST_REVALIDATE: tuple[str, ...] = ("must-revalidate", "proxy-revalidate")
 

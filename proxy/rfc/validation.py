@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead
-from proxy.spec.age import format_http_date, parse_http_date
+from proxy.rfc.age import format_http_date, parse_http_date
 
 # RFC 9110 §13.1: the request preconditions a client may send.
 CONDITIONALS: tuple[str, ...] = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.messages import Headers, RequestHead, ResponseHead
-from proxy.spec.invalidation import invalidated_urls
+from proxy.rfc.invalidation import invalidated_urls
 
 Fields = list[tuple[str, str]]
 TARGET = "https://api.example/items/7?v=1"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from proxy.spec.cache_status import append_cache_status, cache_status
-from proxy.spec.decisions import Fwd
+from proxy.rfc.cache_status import append_cache_status, cache_status
+from proxy.rfc.decisions import Fwd
 
 MEMBERS: dict[str, tuple[dict[str, Any], str]] = {
     "rfc9211-2.1-hit-with-ttl": ({"hit": True, "ttl": 41}, "cacheproxy; hit; ttl=41"),

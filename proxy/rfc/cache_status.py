@@ -8,7 +8,7 @@ import math
 import re
 import string
 
-from proxy.spec.decisions import Fwd
+from proxy.rfc.decisions import Fwd
 
 # RFC 8941 §3.3.4: sf-token = ( ALPHA / "*" ) *( tchar / ":" / "/" ).
 _TOKEN = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")

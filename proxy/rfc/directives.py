@@ -2,7 +2,7 @@
 
 Parsing is forgiving in the ways the RFC asks a recipient to be: names are case-insensitive, a quoted value is accepted
 where a token is expected (§5.2), a duplicate directive keeps its first occurrence (§4.2.1), and unknown directives are
-kept but mean nothing to the rest of the spec package (§5.2.3).
+kept but mean nothing to the rest of the rfc package (§5.2.3).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""House rule 2: ``proxy/spec`` is pure: stdlib and ``proxy.messages`` only; no clock, I/O or logging."""
+"""House rule 2: ``proxy/rfc`` is pure: stdlib and ``proxy.messages`` only; no clock, I/O or logging."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SPEC = Path(__file__).resolve().parents[2] / "proxy" / "spec"
+SPEC = Path(__file__).resolve().parents[2] / "proxy" / "rfc"
 MODULES = sorted(SPEC.rglob("*.py"))
 FORBIDDEN = frozenset(
     {"asyncio", "logging", "time", "socket", "random", "secrets", "threading", "subprocess"}
@@ -55,7 +55,7 @@ def _is_allowed(name: str) -> bool:
     top = name.split(".")[0]
     if top in FORBIDDEN:
         return False
-    if name == "proxy.messages" or name == "proxy.spec" or name.startswith("proxy.spec."):
+    if name == "proxy.messages" or name == "proxy.rfc" or name.startswith("proxy.rfc."):
         return True
     return top in sys.stdlib_module_names
 
@@ -78,21 +78,21 @@ def violations(source: str, package: str) -> list[str]:
     return bad + [f"call {name}" for name in _clock_calls(tree)]
 
 
-def test_purity_sees_the_spec_modules() -> None:
+def test_purity_sees_the_rfc_modules() -> None:
     names = {_module_name(p) for p in MODULES}
-    assert {"proxy.spec.directives", "proxy.spec.age", "proxy.spec.storable"} <= names
+    assert {"proxy.rfc.directives", "proxy.rfc.age", "proxy.rfc.storable"} <= names
 
 
 @pytest.mark.parametrize("path", MODULES, ids=[p.name for p in MODULES])
-def test_rule2_spec_module_is_pure(path: Path) -> None:
+def test_rule2_rfc_module_is_pure(path: Path) -> None:
     assert violations(path.read_text(encoding="utf-8"), _package(path)) == []
 
 
 CHECKER = {
     "rule2-third-party-import": ("import yaml", ["import yaml"]),
     "rule2-other-proxy-package": ("from proxy.cache import service", ["import proxy.cache"]),
-    "rule2-relative-outside-spec": ("from ..clock import Clock", ["import proxy.clock"]),
-    "rule2-relative-inside-spec": ("from .age import parse_http_date", []),
+    "rule2-relative-outside-rfc": ("from ..clock import Clock", ["import proxy.clock"]),
+    "rule2-relative-inside-rfc": ("from .age import parse_http_date", []),
     "rule2-time-import": ("import time", ["import time"]),
     "rule2-logging-from-import": ("from logging import getLogger", ["import logging"]),
     "rule2-asyncio-submodule": ("import asyncio.tasks", ["import asyncio.tasks"]),
@@ -108,4 +108,4 @@ CHECKER = {
 
 @pytest.mark.parametrize(("source", "expected"), CHECKER.values(), ids=CHECKER.keys())
 def test_rule2_checker_catches(source: str, expected: list[str]) -> None:
-    assert violations(source, "proxy.spec") == expected
+    assert violations(source, "proxy.rfc") == expected

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead
-from proxy.spec.decisions import Reason, Serve
-from proxy.spec.reuse import decide, plain_hit_age
+from proxy.rfc.decisions import Reason, Serve
+from proxy.rfc.reuse import decide, plain_hit_age
 
 NOW = 10_000.0
 PLAIN = RequestHead("GET", "https", "api.example", "/items", headers=Headers([("Accept", "*/*")]))

@@ -25,7 +25,9 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rules", default=_env("rules"), help="rules.yaml (default: cache by HTTP headers only)")
     p.add_argument("--host", default=_env("host", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(_env("port", "8080") or 8080))
-    p.add_argument("--store", default=_env("store", "memory"), help="memory, redis://host:port/db, redis+cluster://h:p,h:p")
+    p.add_argument(
+        "--store", default=_env("store", "memory"), help="memory, redis://host:port/db, redis+cluster://h:p,h:p"
+    )
     p.add_argument("--memory-budget", default=_env("memory_budget", "256MiB"), help="memory store size (256MiB)")
     p.add_argument("--l1-budget", default=_env("l1_budget", "0"), help="per-worker memory L1 in front of Redis (32MiB)")
     p.add_argument("--workers", type=int, default=int(_env("workers", "1") or 1))

@@ -1,13 +1,13 @@
 """The proxy's exception tree. Third-party errors are mapped to these once, at the seam that meets them.
 
-    CacheProxyError
-    ├── ConfigError                 bad command line or environment; the process refuses to start
-    ├── RulesError                  a rules.yaml that does not validate; carries every problem found
-    ├── StorageError                a store that failed or timed out; callers treat it as a miss
-    └── UpstreamError               the origin could not be reached or broke the exchange
-        ├── UpstreamConnectError    refused, reset, DNS: answered 502
-        ├── UpstreamTimeout         connect or read timeout: answered 504
-        └── UpstreamProtocolError   malformed response or a body cut short: 502 (or a broken stream)
+CacheProxyError
+├── ConfigError                 bad command line or environment; the process refuses to start
+├── RulesError                  a rules.yaml that does not validate; carries every problem found
+├── StorageError                a store that failed or timed out; callers treat it as a miss
+└── UpstreamError               the origin could not be reached or broke the exchange
+    ├── UpstreamConnectError    refused, reset, DNS: answered 502
+    ├── UpstreamTimeout         connect or read timeout: answered 504
+    └── UpstreamProtocolError   malformed response or a body cut short: 502 (or a broken stream)
 """
 
 from __future__ import annotations

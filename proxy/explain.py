@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 
 from proxy.cache.keys import key_parts, primary_key
 from proxy.messages import Headers, RequestHead, ResponseHead
-from proxy.rules.match import UNSAFE_METHODS
-from proxy.rules.model import Route, Rules, RulesFile
 from proxy.rfc.decisions import DontStore, Reason
 from proxy.rfc.storable import assess
+from proxy.rules.match import UNSAFE_METHODS
+from proxy.rules.model import Route, Rules, RulesFile
 
 _WHY_NOT: dict[Reason, str] = {
     Reason.NO_STORE: "the response or the request says no-store (RFC 9111 §5.2.2.5)",

@@ -51,9 +51,7 @@ def entry_answer(
             304, [*serving_headers(head.headers, None), age_pair, status_pair], outcome=outcome, detail=detail
         )
     body = b"" if request.method == "HEAD" else entry.body
-    return Answer(
-        entry.head.status, [*entry.wire_headers, age_pair, status_pair], body, outcome=outcome, detail=detail
-    )
+    return Answer(entry.head.status, [*entry.wire_headers, age_pair, status_pair], body, outcome=outcome, detail=detail)
 
 
 def response_answer(

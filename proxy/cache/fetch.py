@@ -15,13 +15,13 @@ from proxy.cache.coalesce import Coalescer, Failed, Flight, Lease, NotShared, Sh
 from proxy.clock import Clock
 from proxy.errors import StorageError, UpstreamError, UpstreamTimeout
 from proxy.messages import Entry, RequestHead, ResponseHead
-from proxy.rules.model import Route
 from proxy.rfc.age import format_http_date
 from proxy.rfc.decisions import DontStore, Forward, Fwd, Reason, Revalidate, Serve, Store
 from proxy.rfc.reuse import decide
 from proxy.rfc.storable import assess, surrogate_keys
 from proxy.rfc.validation import conditional_request, merge_304, strip_conditionals, validator_matches
 from proxy.rfc.vary import vary_names, vary_snapshot
+from proxy.rules.model import Route
 from proxy.storage.base import Storage
 from proxy.upstream import Upstream, UpstreamResponse
 
@@ -83,15 +83,11 @@ class Fetcher:
         self.coalescer = coalescer
         self.lease = lease
 
-    async def passthrough(
-        self, request: RequestHead, body: AsyncIterator[bytes] | None, route: Route
-    ) -> Exchange:
+    async def passthrough(self, request: RequestHead, body: AsyncIterator[bytes] | None, route: Route) -> Exchange:
         """Send ``request`` as it is, for bypassed routes and unsafe methods."""
         started = self.clock.monotonic()
         response = await self.upstream.send(request, body, read_limit=route.policy.max_object_size)
-        return Exchange(
-            response.head, response.body, response.head.status, self.clock.monotonic() - started, response
-        )
+        return Exchange(response.head, response.body, response.head.status, self.clock.monotonic() - started, response)
 
     async def exchange(
         self, job: Job, decision: Revalidate | Forward, flight: Flight | None, store_it: bool = True
@@ -169,8 +165,11 @@ class Fetcher:
             _publish(flight, NotShared(Reason.STATUS))
             return exchange
         verdict = assess(
-            outgoing, response.head, route.policy,
-            request_time=request_time, response_time=response_time,
+            outgoing,
+            response.head,
+            route.policy,
+            request_time=request_time,
+            response_time=response_time,
             body_size=None if response.body is None else len(response.body),
         )
         if isinstance(verdict, DontStore) or response.body is None or not store_it:
@@ -201,8 +200,12 @@ class Fetcher:
         merged = merge_304(entry.head, not_modified, received=response_time)
         route = job.route
         verdict = assess(
-            outgoing, merged, route.policy,
-            request_time=request_time, response_time=response_time, body_size=len(entry.body),
+            outgoing,
+            merged,
+            route.policy,
+            request_time=request_time,
+            response_time=response_time,
+            body_size=len(entry.body),
         )
         if isinstance(verdict, DontStore):
             fresh = replace(entry, head=merged, request_time=request_time, response_time=response_time)
@@ -210,13 +213,16 @@ class Fetcher:
             return Exchange(merged, fresh.body, 304, elapsed, entry=fresh, revalidated=True, detail=verdict.reason)
         fresh = replace(
             _entry(job.key, outgoing, verdict, entry.body, route, request_time, response_time),
-            url=entry.url, vary=entry.vary, tags=tuple(dict.fromkeys((*entry.tags, *_tags(verdict, route)))),
+            url=entry.url,
+            vary=entry.vary,
+            tags=tuple(dict.fromkeys((*entry.tags, *_tags(verdict, route)))),
         )
         stored = await _put(job.store, job.key, fresh, verdict.ttl)
         _publish(flight, Shared(fresh))
         detail = "" if stored else Reason.STORE_ERROR
-        return Exchange(fresh.head, fresh.body, 304, elapsed, entry=fresh, stored=stored, revalidated=True,
-                        detail=detail)
+        return Exchange(
+            fresh.head, fresh.body, 304, elapsed, entry=fresh, stored=stored, revalidated=True, detail=detail
+        )
 
 
 def _publish(flight: Flight | None, outcome: Shared | NotShared) -> None:

@@ -24,9 +24,9 @@ from proxy.cache.keys import primary_key
 from proxy.cache.service import CacheService, Lookup
 from proxy.clock import Clock
 from proxy.messages import Entry, RequestHead
-from proxy.rules.model import Route, Rules
 from proxy.rfc.age import age_header_value
 from proxy.rfc.reuse import plain_hit_age
+from proxy.rules.model import Route, Rules
 from proxy.storage.base import Storage
 from proxy.storage.memory import MemoryStorage
 
@@ -54,6 +54,7 @@ class Hit(NamedTuple):
     route: str
     status: int
     sent: int
+
 
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]

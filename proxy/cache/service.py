@@ -1,4 +1,4 @@
-"""The one driver of the cache: it asks the RFC rules (proxy.rfc) for a decision and performs the I/O the decision calls for.
+"""The one driver of the cache: it asks proxy.rfc for a decision and performs the I/O the decision calls for.
 
     handle ─▶ route ─▶ (bypass | unsafe method) ─▶ pass through, invalidate after unsafe methods (RFC 9111 §4.4)
              └▶ key ─▶ store.get ─▶ rfc.reuse.decide ─▶ Serve         ─▶ answer from the entry (+ background refresh)
@@ -26,12 +26,12 @@ from proxy.cache.replies import Replies, fallback, fwd_of
 from proxy.clock import Clock
 from proxy.errors import StorageError, UpstreamError
 from proxy.messages import Entry, RequestHead
-from proxy.rules.model import Route
-from proxy.rules.reload import RulesHolder
 from proxy.rfc.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve, Unsatisfiable
 from proxy.rfc.invalidation import invalidated_urls
 from proxy.rfc.reuse import decide
 from proxy.rfc.vary import vary_matches
+from proxy.rules.model import Route
+from proxy.rules.reload import RulesHolder
 from proxy.storage.base import Storage
 from proxy.storage.memory import MemoryStorage
 from proxy.upstream import Upstream

@@ -12,9 +12,7 @@ from proxy.rfc.directives import Directives
 from proxy.rfc.policy import Policy
 
 # RFC 9110 §15.1: status codes that are heuristically cacheable by default.
-HEURISTICALLY_CACHEABLE: frozenset[int] = frozenset(
-    {200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501}
-)
+HEURISTICALLY_CACHEABLE: frozenset[int] = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
 
 
 def _date_or(head: ResponseHead, response_time: float) -> float:

@@ -33,9 +33,7 @@ HOP_BY_HOP: frozenset[str] = frozenset(
 
 # RFC 9111 §5.2.2.3: the final status codes whose caching requirements this cache implements. 206 (no range
 # support) and 304 (merged into a stored response, never stored itself) are deliberately absent.
-UNDERSTOOD_STATUSES: frozenset[int] = frozenset(
-    {200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501}
-)
+UNDERSTOOD_STATUSES: frozenset[int] = frozenset({200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501})
 
 # Status codes a route's ``override`` applies to when its ``statuses`` is unset.
 OVERRIDE_STATUSES: frozenset[int] = frozenset({200, 203, 204, 300, 301, 308, 404, 410})
@@ -77,9 +75,7 @@ def _declared_size(response: ResponseHead, body_size: int | None) -> int | None:
     return None
 
 
-def _refusal(
-    request: RequestHead, response: ResponseHead, directives: Directives, policy: Policy
-) -> Reason | None:
+def _refusal(request: RequestHead, response: ResponseHead, directives: Directives, policy: Policy) -> Reason | None:
     """RFC 9111 §3: the first reason, in reporting order, that forbids storing; ``None`` when none applies.
 
     ``must-understand`` with an understood status overrides ``no-store`` (§5.2.2.3); ``ignore_private`` lets
@@ -112,9 +108,7 @@ def _overrides(response: ResponseHead, policy: Policy) -> bool:
     return policy.override and policy.ttl is not None and response.status in statuses
 
 
-def _lifetime(
-    response: ResponseHead, directives: Directives, policy: Policy, response_time: float
-) -> float | None:
+def _lifetime(response: ResponseHead, directives: Directives, policy: Policy, response_time: float) -> float | None:
     """The freshness lifetime, first that applies: forced ``ttl``, bare ``no-cache`` (0), explicit (§4.2.1),
     route ``ttl``, heuristic (§4.2.2). ``None`` when nothing gives the response a lifetime.
     """

@@ -18,6 +18,7 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from proxy.errors import RulesError
+from proxy.rfc.policy import Policy
 from proxy.rules.match import UNSAFE_METHODS, covers
 from proxy.rules.model import (
     DefaultsFields,
@@ -29,7 +30,6 @@ from proxy.rules.model import (
     RulesFile,
     field_names,
 )
-from proxy.rfc.policy import Policy
 
 _CACHING = ("ttl", "override", "stale_while_revalidate", "stale_if_error", "statuses")
 _MESSAGES = {

@@ -16,8 +16,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from proxy.rules.match import GlobError, Matcher, build_matcher, glob_to_regex, host_name, normalize_path
 from proxy.rfc.policy import DEFAULT_POLICY, MIB, Policy, SetCookiePolicy
+from proxy.rules.match import GlobError, Matcher, build_matcher, glob_to_regex, host_name, normalize_path
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

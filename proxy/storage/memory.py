@@ -46,9 +46,7 @@ class MemoryStorage:
 
     name = "memory"
 
-    def __init__(
-        self, budget: int = 256 * 1024 * 1024, *, clock: Clock = SYSTEM_CLOCK, max_variants: int = 16
-    ) -> None:
+    def __init__(self, budget: int = 256 * 1024 * 1024, *, clock: Clock = SYSTEM_CLOCK, max_variants: int = 16) -> None:
         if budget < 0:
             raise ValueError(f"memory budget must not be negative, got {budget}")
         if max_variants < 1:

@@ -18,9 +18,7 @@ entries = st.builds(
     Entry,
     key=st.text(max_size=64),
     url=st.text(max_size=200),
-    head=st.builds(
-        ResponseHead, st.integers(100, 599), st.lists(st.tuples(token, latin1), max_size=8).map(Headers)
-    ),
+    head=st.builds(ResponseHead, st.integers(100, 599), st.lists(st.tuples(token, latin1), max_size=8).map(Headers)),
     body=st.binary(max_size=4096),
     request_time=seconds,
     response_time=seconds,
@@ -67,9 +65,7 @@ def test_codec_v1_starts_with_its_version_byte() -> None:
 
 
 def test_codec_v1_integer_times_decode_as_floats() -> None:
-    entry = Entry(
-        key="k", url="u", head=ResponseHead(204), body=b"", request_time=5, response_time=6, freshness=0
-    )
+    entry = Entry(key="k", url="u", head=ResponseHead(204), body=b"", request_time=5, response_time=6, freshness=0)
     decoded = decode_entry(encode_entry(entry))
     assert decoded == entry
     assert decoded is not None

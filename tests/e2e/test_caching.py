@@ -27,8 +27,9 @@ async def test_rfc9111_miss_then_hit_with_age_and_cache_status(proxy: Proxied) -
 
 
 async def test_rfc9110_13_1_2_if_none_match_answered_304_from_cache(proxy: Proxied) -> None:
-    proxy.origin.set("/e", headers={"Cache-Control": "max-age=60", "ETag": '"v1"', "Content-Type": "text/plain"},
-                     body="x")
+    proxy.origin.set(
+        "/e", headers={"Cache-Control": "max-age=60", "ETag": '"v1"', "Content-Type": "text/plain"}, body="x"
+    )
     await proxy.client.get("/e")
     response = await proxy.client.get("/e", headers={"If-None-Match": 'W/"v0", W/"v1"'})
     assert response.status_code == 304

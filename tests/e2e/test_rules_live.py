@@ -155,7 +155,10 @@ def test_serve_refuses_an_invalid_rules_file(tmp_path: Path) -> None:
     bad.write_text("routes:\n  - name: x\n    match: {path: /a}\n    ttl: soon\n")
     result = subprocess.run(
         [sys.executable, "-m", "proxy", "serve", "--upstream", "http://127.0.0.1:9", "--rules", str(bad)],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.getcwd()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     assert result.returncode == 1
     assert f"{bad}:4:10: routes[0].ttl: must be a duration" in result.stderr

@@ -45,9 +45,7 @@ async def test_two_instances_share_entries_through_redis(origin: RunningOrigin, 
     assert origin.hits["/shared"] == 2  # one per Host: a's own and the shared api.example
 
 
-async def test_two_instances_share_entries_through_redis_cluster(
-    origin: RunningOrigin, redis_cluster_url: str
-) -> None:
+async def test_two_instances_share_entries_through_redis_cluster(origin: RunningOrigin, redis_cluster_url: str) -> None:
     origin.set("/clustered", headers=CACHED, body="sharded")
     hosts = [f"h{i}.example" for i in range(8)]  # several keys, so several slots and nodes
     async with run_proxy(origin, store=redis_cluster_url) as a, run_proxy(origin, store=redis_cluster_url) as b:
@@ -61,9 +59,10 @@ async def test_two_instances_share_entries_through_redis_cluster(
 async def test_purge_on_one_instance_is_seen_by_the_other_with_l1(origin: RunningOrigin, redis_url: str) -> None:
     origin.set("/tagged", headers={**CACHED, "Surrogate-Key": "t1"}, body="v1")
     host = {"Host": "api.example"}
-    async with run_proxy(origin, store=redis_url, l1_budget=8 * 1024 * 1024) as a, run_proxy(
-        origin, store=redis_url, l1_budget=8 * 1024 * 1024
-    ) as b:
+    async with (
+        run_proxy(origin, store=redis_url, l1_budget=8 * 1024 * 1024) as a,
+        run_proxy(origin, store=redis_url, l1_budget=8 * 1024 * 1024) as b,
+    ):
         await a.client.get("/tagged", headers=host)
         assert "hit" in status(await b.client.get("/tagged", headers=host))  # now in b's L1 too
         purged = await a.client.post("/_cacheproxy/purge", json={"tag": "t1"})
@@ -77,14 +76,25 @@ async def test_purge_on_one_instance_is_seen_by_the_other_with_l1(origin: Runnin
     assert response.text == "v2"
 
 
-async def test_workers_4_share_one_cache_and_coalesce_across_processes(
-    origin: RunningOrigin, redis_url: str
-) -> None:
+async def test_workers_4_share_one_cache_and_coalesce_across_processes(origin: RunningOrigin, redis_url: str) -> None:
     origin.set("/cold", headers=CACHED, body="cold", delay=1.0)
     origin.set("/warm", headers=CACHED, body="warm")
     port = free_port()
-    args = [sys.executable, "-m", "proxy", "serve", "--upstream", origin.url, "--port", str(port),
-            "--store", redis_url, "--workers", "4", "--no-access-log"]
+    args = [
+        sys.executable,
+        "-m",
+        "proxy",
+        "serve",
+        "--upstream",
+        origin.url,
+        "--port",
+        str(port),
+        "--store",
+        redis_url,
+        "--workers",
+        "4",
+        "--no-access-log",
+    ]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     url = f"http://127.0.0.1:{port}"
     # Starting blocks this loop for a moment; nothing here needs it until the workers are up.

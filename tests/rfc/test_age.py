@@ -59,9 +59,7 @@ INITIAL = {
 }
 
 
-@pytest.mark.parametrize(
-    ("fields", "request_time", "response_time", "expected"), INITIAL.values(), ids=INITIAL.keys()
-)
+@pytest.mark.parametrize(("fields", "request_time", "response_time", "expected"), INITIAL.values(), ids=INITIAL.keys())
 def test_corrected_initial_age(
     fields: list[tuple[str, str]], request_time: float, response_time: float, expected: float
 ) -> None:

@@ -122,9 +122,7 @@ RESPONSE = {
 
 
 @pytest.mark.parametrize(("fields", "expected", "targeted"), RESPONSE.values(), ids=RESPONSE.keys())
-def test_response_directives(
-    fields: list[tuple[str, str]], expected: dict[str, str | None], targeted: bool
-) -> None:
+def test_response_directives(fields: list[tuple[str, str]], expected: dict[str, str | None], targeted: bool) -> None:
     parsed = response_directives(Headers(fields))
     assert dict(parsed.items) == expected
     assert parsed.targeted is targeted

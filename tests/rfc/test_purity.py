@@ -10,9 +10,7 @@ import pytest
 
 SPEC = Path(__file__).resolve().parents[2] / "proxy" / "rfc"
 MODULES = sorted(SPEC.rglob("*.py"))
-FORBIDDEN = frozenset(
-    {"asyncio", "logging", "time", "socket", "random", "secrets", "threading", "subprocess"}
-)
+FORBIDDEN = frozenset({"asyncio", "logging", "time", "socket", "random", "secrets", "threading", "subprocess"})
 CLOCK_CALLS = frozenset(
     {
         ("time", "time"),

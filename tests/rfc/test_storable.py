@@ -84,9 +84,7 @@ REFUSED = {
         Reason.TOO_LARGE,
     ),
     "policy-too-large-from-content-length": (
-        Case(
-            [(CC, "max-age=60"), ("Content-Length", "11")], policy=Policy(max_object_size=10), body_size=None
-        ),
+        Case([(CC, "max-age=60"), ("Content-Length", "11")], policy=Policy(max_object_size=10), body_size=None),
         Reason.TOO_LARGE,
     ),
     "rfc9111-3-no-freshness-302": (Case([], status=302), Reason.NO_FRESHNESS),

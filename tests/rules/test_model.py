@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.rules.model import KeySpec, Route, Rules, parse_duration, parse_size
 from proxy.rfc.policy import DEFAULT_POLICY, SetCookiePolicy
+from proxy.rules.model import KeySpec, Route, Rules, parse_duration, parse_size
 from tests.rules import load
 
 

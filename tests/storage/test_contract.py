@@ -56,9 +56,7 @@ async def test_contract_put_then_get_returns_equal_entry_every_field(store: Stor
     assert list(got.head.headers) == list(entry.head.headers)  # order and case as stored
 
 
-async def test_contract_rfc9111_4_1_each_vary_variant_is_a_candidate(
-    store: Storage, make_entry: MakeEntry
-) -> None:
+async def test_contract_rfc9111_4_1_each_vary_variant_is_a_candidate(store: Storage, make_entry: MakeEntry) -> None:
     gzip = make_entry(vary=(("accept-encoding", "gzip"),), body=b"gz")
     plain = make_entry(vary=(("accept-encoding", None),), body=b"plain")
     await store.put("key-1", gzip, 60)
@@ -82,9 +80,7 @@ async def test_contract_replacing_put_sets_a_new_ttl(backend: Backend, make_entr
     assert await store.get("key-1") == [new]
 
 
-async def test_contract_delete_removes_every_variant_and_counts(
-    store: Storage, make_entry: MakeEntry
-) -> None:
+async def test_contract_delete_removes_every_variant_and_counts(store: Storage, make_entry: MakeEntry) -> None:
     for value in ("gzip", "br", None):
         await store.put("key-1", make_entry(vary=(("accept-encoding", value),)), 60)
     other = make_entry("key-2", "http://origin.test/b")
@@ -113,9 +109,7 @@ async def test_contract_delete_tag_removes_only_tagged_entries_across_keys(
     assert await store.delete_tag("no-such-tag") == 0
 
 
-async def test_contract_delete_tag_reaches_every_variant_of_a_key(
-    store: Storage, make_entry: MakeEntry
-) -> None:
+async def test_contract_delete_tag_reaches_every_variant_of_a_key(store: Storage, make_entry: MakeEntry) -> None:
     await store.put("key-1", make_entry(vary=(("accept", "a"),), tags=("t",)), 60)
     untagged = make_entry(vary=(("accept", "b"),))
     await store.put("key-1", untagged, 60)
@@ -133,9 +127,7 @@ async def live_urls(store: Storage, count: int) -> set[str]:
     return {entry.url for i in range(count) for entry in await store.get(f"key-{i}")}
 
 
-async def test_contract_delete_prefix_compares_the_path_of_any_host(
-    store: Storage, make_entry: MakeEntry
-) -> None:
+async def test_contract_delete_prefix_compares_the_path_of_any_host(store: Storage, make_entry: MakeEntry) -> None:
     urls = [
         "http://a.test/api/users/1",
         "http://a.test/api/users?page=2",
@@ -208,9 +200,7 @@ async def test_contract_one_mebibyte_body_roundtrips(store: Storage, make_entry:
     assert got == entry
 
 
-async def test_contract_rfc9110_5_5_latin1_header_values_roundtrip(
-    store: Storage, make_entry: MakeEntry
-) -> None:
+async def test_contract_rfc9110_5_5_latin1_header_values_roundtrip(store: Storage, make_entry: MakeEntry) -> None:
     headers = (
         ("X-Caf\xe9", "cr\xe8me br\xfbl\xe9e"),
         ("Content-Disposition", "attachment; filename=\xff\x80\xa0"),

@@ -53,3 +53,10 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamProtocolError(UpstreamError):
     status = 502
     detail = "protocol-error"
+
+
+class UpstreamBusy(UpstreamError):
+    """Every pooled connection to the origin stayed busy for the whole bounded wait (shed, not queued)."""
+
+    status = 503
+    detail = "pool-exhausted"

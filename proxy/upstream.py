@@ -23,18 +23,13 @@ import yarl
 
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.errors import ConfigError, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from proxy.forwarding import Forwarding
 from proxy.messages import Headers, RequestHead, ResponseHead
-from proxy.rfc.storable import HOP_BY_HOP, strip_hop_by_hop
+from proxy.rfc.storable import strip_hop_by_hop
 
 MiB = 1024 * 1024
-VIA = "1.1 cacheproxy"
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _NO_BODY_STATUSES = frozenset({204, 304})
-
-# Request-side only: credentials meant for this proxy (RFC 9110 §11.7.2), never for the origin.
-# Never forwarded as received: Proxy-Authorization is for this hop; Host is the upstream's (set by aiohttp) unless
-# --preserve-host; Expect was answered here; the X-Forwarded-Proto/-Host values are ours.
-_NOT_FORWARDED = frozenset({"proxy-authorization", "host", "expect", "x-forwarded-proto", "x-forwarded-host"})
 
 
 @dataclass(frozen=True)
@@ -154,20 +149,6 @@ class UpstreamResponse:
         await self.release()
 
 
-def _wire(text: str) -> str:
-    """Make aiohttp (which encodes text as UTF-8) send the bytes ``text`` stands for (latin-1, as received).
-
-    Bytes that are not valid UTF-8 cannot round-trip through aiohttp and go out as their UTF-8 re-encoding.
-    """
-    if text.isascii():
-        return text
-    raw = text.encode("latin-1", "replace")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return text
-
-
 class Upstream:
     """A pooled aiohttp session to one origin. ``start`` and ``close`` belong to the application lifespan."""
 
@@ -178,6 +159,7 @@ class Upstream:
         if base.scheme not in ("http", "https") or not base.raw_host:
             raise ConfigError(f"upstream URL must be http(s)://host[:port][/prefix], got {config.url!r}")
         self._prefix = str(base.with_query(None).with_fragment(None)).rstrip("/")
+        self._forwarding = Forwarding(self._prefix, preserve_host=config.preserve_host)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -204,43 +186,6 @@ class Upstream:
             raise RuntimeError("Upstream.start() was not called")
         return self._session
 
-    def url_for(self, request: RequestHead) -> yarl.URL:
-        """The upstream URL with the client's target appended exactly as sent (percent-encoding kept)."""
-        return yarl.URL(self._prefix + _wire(request.target), encoded=True)
-
-    def forward_headers(self, request: RequestHead, body: bytes | AsyncIterator[bytes] | None) -> Headers:
-        """The end-to-end request fields to send upstream (RFC 9110 §7.6.1-§7.6.3), plus X-Forwarded-*.
-
-        ``Expect`` is dropped: the edge server already answered 100-continue to the client (RFC 9110 §10.1.1
-        lets a proxy do so). ``Host`` is left to aiohttp (the upstream's authority) unless ``preserve_host``.
-        ``Content-Length`` is kept only for a streamed body, so the upstream is not sent chunked needlessly.
-        """
-        fields = request.headers
-        drop = {*HOP_BY_HOP, *_NOT_FORWARDED, *(name.lower() for name in fields.get_list("connection"))}
-        if not isinstance(body, AsyncIterator):
-            drop.add("content-length")
-        out: list[tuple[str, str]] = [("Host", _wire(request.host))] if self.config.preserve_host else []
-        via: list[str] = []
-        forwarded_for: list[str] = []
-        for name, value in fields:
-            lname = name.lower()
-            if lname in drop:
-                continue
-            if lname == "via":
-                via.append(value)
-            elif lname == "x-forwarded-for":
-                forwarded_for.append(value)
-            else:
-                out.append((_wire(name), _wire(value)))
-        out.append(("Via", _wire(", ".join([*via, VIA]))))
-        if request.client:
-            forwarded_for.append(request.client)
-        if forwarded_for:
-            out.append(("X-Forwarded-For", _wire(", ".join(forwarded_for))))
-        out.append(("X-Forwarded-Proto", request.scheme))
-        out.append(("X-Forwarded-Host", _wire(request.host)))
-        return Headers(out)
-
     async def send(
         self,
         request: RequestHead,
@@ -255,12 +200,12 @@ class Upstream:
         session = self._require_session()
         limit = self.config.read_limit if read_limit is None else read_limit
         data = body or None
-        headers = self.forward_headers(request, data)
+        headers = self._forwarding.headers(request, streamed=isinstance(data, AsyncIterator))
         started = self._clock.monotonic()
         with _mapped_errors():
             resp = await session.request(
                 request.method,
-                self.url_for(request),
+                yarl.URL(self._forwarding.url(request), encoded=True),
                 headers=list(headers),
                 data=data,
                 allow_redirects=False,

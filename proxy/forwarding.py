@@ -1,0 +1,75 @@
+"""The request as forwarded: the one place that builds the upstream target and the request fields sent upstream.
+
+Both are pure functions of the configured upstream and our parsed ``RequestHead``; whatever HTTP client implements the
+origin port calls them, so the client can be swapped without touching what is sent. The upstream authority comes from
+configuration only: request bytes never choose it.
+"""
+
+from __future__ import annotations
+
+from proxy.messages import VIA, Headers, RequestHead
+from proxy.rfc.storable import HOP_BY_HOP
+
+# Request-side only: credentials meant for this proxy (RFC 9110 §11.7.2), never for the origin.
+# Never forwarded as received: Proxy-Authorization is for this hop; Host is the upstream's (set by the client) unless
+# --preserve-host; Expect was answered here; the X-Forwarded-Proto/-Host values are ours.
+_NOT_FORWARDED = frozenset({"proxy-authorization", "host", "expect", "x-forwarded-proto", "x-forwarded-host"})
+
+
+def wire(text: str) -> str:
+    """Make a client that encodes text as UTF-8 send the bytes ``text`` stands for (latin-1, as received).
+
+    Bytes that are not valid UTF-8 cannot round-trip through such a client and go out as their UTF-8 re-encoding.
+    """
+    if text.isascii():
+        return text
+    raw = text.encode("latin-1", "replace")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return text
+
+
+class Forwarding:
+    """Builds what goes upstream for one configured origin (``prefix``: scheme, authority and base path)."""
+
+    def __init__(self, prefix: str, *, preserve_host: bool = False) -> None:
+        self.prefix = prefix.rstrip("/")
+        self.preserve_host = preserve_host
+
+    def url(self, request: RequestHead) -> str:
+        """The upstream URL with the client's target appended exactly as sent (percent-encoding kept)."""
+        return self.prefix + wire(request.target)
+
+    def headers(self, request: RequestHead, *, streamed: bool) -> Headers:
+        """The end-to-end request fields to send upstream (RFC 9110 §7.6.1-§7.6.3), plus X-Forwarded-*.
+
+        ``Expect`` is dropped: the edge server already answered 100-continue to the client (RFC 9110 §10.1.1
+        lets a proxy do so). ``Host`` is left to the client (the upstream's authority) unless ``preserve_host``.
+        ``Content-Length`` is kept only for a streamed body, so the upstream is not sent chunked needlessly.
+        """
+        fields = request.headers
+        drop = {*HOP_BY_HOP, *_NOT_FORWARDED, *(name.lower() for name in fields.get_list("connection"))}
+        if not streamed:
+            drop.add("content-length")
+        out: list[tuple[str, str]] = [("Host", wire(request.host))] if self.preserve_host else []
+        via: list[str] = []
+        forwarded_for: list[str] = []
+        for name, value in fields:
+            lname = name.lower()
+            if lname in drop:
+                continue
+            if lname == "via":
+                via.append(value)
+            elif lname == "x-forwarded-for":
+                forwarded_for.append(value)
+            else:
+                out.append((wire(name), wire(value)))
+        out.append(("Via", wire(", ".join([*via, VIA]))))
+        if request.client:
+            forwarded_for.append(request.client)
+        if forwarded_for:
+            out.append(("X-Forwarded-For", wire(", ".join(forwarded_for))))
+        out.append(("X-Forwarded-Proto", request.scheme))
+        out.append(("X-Forwarded-Host", wire(request.host)))
+        return Headers(out)

@@ -40,6 +40,9 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--log-format", choices=("text", "json"), default=_env("log_format", "text"))
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
+    p.add_argument(
+        "--access-log-file", default=_env("access_log_file"), help="where access lines go: - for stdout, or a file"
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -62,6 +65,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         allow_purge_method=args.allow_purge_method,
         log_format=args.log_format,
         access_log=not args.no_access_log,
+        access_log_file=args.access_log_file or None,
     )
 
 

@@ -44,6 +44,7 @@ class Settings:
     allow_purge_method: bool = False
     log_format: str = "text"
     access_log: bool = True
+    access_log_file: str | None = None  # None: stderr with the other logs; "-": stdout; else a file (appended to)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.upstream)

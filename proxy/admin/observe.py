@@ -1,7 +1,8 @@
 """What happens to each request once it is answered: metrics, the access-log line, and the status page's figures.
 
 ``AdminObserver.request_done`` runs on every request, the hit path included, so it does a few dictionary updates and
-nothing that allocates per request beyond the log record (skipped when the access log is off). The status page's
+nothing that allocates per request beyond the access-log record (a tuple appended to a list, formatted and written in
+batches by ``proxy.logs.AccessLog``; skipped when the access log is off). The status page's
 figures (outcome counts, routes, a hit-ratio series in 10-second buckets over the last 10 minutes) are kept in memory
 by each worker: with several workers the page shows the worker that answered it, while Prometheus sums them all.
 
@@ -13,26 +14,27 @@ answer.
 from __future__ import annotations
 
 import asyncio
-import logging
+import json
 import math
 import os
+import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from proxy.admin.metrics import Metrics, status_class
 from proxy.cache.answers import Answer, CacheOutcome
 from proxy.cache.hot import Hit
 from proxy.clock import Clock
-from proxy.endpoint import request_from_scope
 from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from proxy.logs import AccessLog, open_access_log
 from proxy.messages import RequestHead
 
 if TYPE_CHECKING:
     from proxy.app import Runtime
 
-access_log = logging.getLogger("cacheproxy.access")
+ACCESS_LOGGER = "cacheproxy.access"
 
 BUCKET_SECONDS = 10
 BUCKETS = 60  # 10 minutes
@@ -163,9 +165,16 @@ def _observe(table: dict[str, list[float]], label: str, value: float, bounds: tu
 class AdminObserver:
     """The ``Observer`` the proxy endpoint calls after each request (see ``proxy.endpoint.Observer``)."""
 
-    def __init__(self, clock: Clock, *, access: bool = True, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        access_log: AccessLog | None = None,
+        metrics: Metrics | None = None,
+        access: bool = True,
+    ) -> None:
         self.clock = clock
-        self.access = access
+        self.access_log = access_log if access else None  # ``access=False``: no log even when a writer is given
         self.metrics = metrics or Metrics()
         self.traffic = Traffic()
         self.tally = Tally(self.metrics, self.traffic, clock)
@@ -178,28 +187,64 @@ class AdminObserver:
         return self.traffic.snapshot(self.clock.now())
 
     async def flush_every(self, seconds: float) -> None:
-        """Hand the tallies to prometheus-client regularly (multiprocess mode: other workers' scrapes see them)."""
+        """Hand the tallies to prometheus-client regularly (multiprocess mode: other workers' scrapes see them),
+        and run the access log's writer beside it; both flush a last time when the lifespan ends."""
+        writer = asyncio.create_task(self.access_log.run()) if self.access_log is not None else None
         try:
             while True:
                 await asyncio.sleep(seconds)
                 self.tally.flush()
         finally:
             self.tally.flush()
+            if writer is not None:
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+            if self.access_log is not None:
+                self.access_log.flush()
 
     def hit_done(self, scope: MutableMapping[str, Any], hit: Hit, duration: float) -> None:
-        """A hot-path hit: the same counts as ``request_done``; the request is rebuilt only for the access log."""
+        """A hot-path hit: the same counts as ``request_done``; the log record is read off the scope, no parse."""
         self.tally.add(CacheOutcome.HIT, hit.route, duration)
-        if self.access and access_log.isEnabledFor(logging.INFO):
-            answer = Answer(hit.status, [], outcome=CacheOutcome.HIT, route=hit.route)
-            log_request(request_from_scope(scope), answer, duration, hit.sent)
+        if self.access_log is not None:
+            client = scope.get("client")
+            raw_path: bytes | None = scope.get("raw_path")
+            self.access_log.append(
+                AccessRecord(
+                    self.clock.now(),
+                    scope["method"],
+                    (raw_path, scope.get("query_string", b"")) if raw_path else _scope_target(scope),
+                    hit.status,
+                    CacheOutcome.HIT,
+                    "",
+                    hit.route,
+                    None,
+                    duration,
+                    hit.sent,
+                    client[0] if client else None,
+                )
+            )
 
     def request_done(self, request: RequestHead, answer: Answer, duration: float, sent: int) -> None:
         outcome = answer.outcome
         self.tally.add(outcome, answer.route, duration)
         if answer.upstream_time is not None or (outcome is CacheOutcome.ERROR and answer.detail in UPSTREAM_FAILURES):
             self._upstream_done(answer)
-        if self.access and access_log.isEnabledFor(logging.INFO):
-            log_request(request, answer, duration, sent)
+        if self.access_log is not None:
+            self.access_log.append(
+                AccessRecord(
+                    self.clock.now(),
+                    request.method,
+                    request.target,
+                    answer.status,
+                    outcome,
+                    answer.detail,
+                    answer.route,
+                    answer.upstream_time,
+                    duration,
+                    sent,
+                    request.client,
+                )
+            )
 
     def _upstream_done(self, answer: Answer) -> None:
         self.tally.add_upstream(status_class(answer.extra.get("upstream_status")), answer.upstream_time)
@@ -213,38 +258,97 @@ class AdminObserver:
         self.metrics.purged_entries.inc(count)
 
 
-def log_request(request: RequestHead, answer: Answer, duration: float, sent: int) -> None:
-    """One access-log line; with ``--log-format json`` every field below is a key of the JSON object."""
-    upstream = "-" if answer.upstream_time is None else f"{answer.upstream_time:.4f}"
-    access_log.info(
-        "%s %s %d %s%s route=%s upstream=%s time=%.4f bytes=%d",
-        request.method,
-        request.target,
-        answer.status,
-        answer.outcome.value,
-        f" ({answer.detail})" if answer.detail else "",
-        answer.route,
-        upstream,
-        duration,
-        sent,
-        extra={
-            "method": request.method,
-            "path": request.target,
-            "status": answer.status,
-            "outcome": answer.outcome.value,
-            "detail": answer.detail,
-            "route": answer.route,
-            "upstream_time": answer.upstream_time,
-            "duration": round(duration, 6),
-            "bytes": sent,
-            "client": request.client,
-        },
+class AccessRecord(NamedTuple):
+    """The fields of one access-log line, collected on the request path and formatted later in a batch.
+
+    To add a field: add it here (with a default, so every producer keeps working), and to ``text_message`` when it
+    belongs in the text line; the JSON object carries every field by name. ``target`` is the request target, or the
+    ASGI ``(raw_path, query_string)`` bytes when it was read off the scope (decoded only when formatted).
+    """
+
+    time: float
+    method: str
+    target: str | tuple[bytes, bytes]
+    status: int
+    outcome: CacheOutcome
+    detail: str
+    route: str
+    upstream_time: float | None
+    duration: float
+    bytes: int
+    client: str | None
+
+
+def _scope_target(scope: MutableMapping[str, Any]) -> str:
+    query: bytes = scope.get("query_string", b"")
+    path: str = scope["path"]
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def record_target(record: AccessRecord) -> str:
+    target = record.target
+    if isinstance(target, str):
+        return target
+    path, query = target
+    return f"{path.decode('latin-1')}?{query.decode('latin-1')}" if query else path.decode("latin-1")
+
+
+def text_message(record: AccessRecord) -> str:
+    """The line's message: ``GET /a?b 200 miss (detail) route=r upstream=0.0012 time=0.0015 bytes=5``."""
+    upstream = "-" if record.upstream_time is None else f"{record.upstream_time:.4f}"
+    detail = f" ({record.detail})" if record.detail else ""
+    return (
+        f"{record.method} {record_target(record)} {record.status} {record.outcome.value}{detail} "
+        f"route={record.route} upstream={upstream} time={record.duration:.4f} bytes={record.bytes}"
     )
+
+
+class _Stamps:
+    """Time stamps as the other log lines show them (local time), formatted once per second."""
+
+    def __init__(self, pattern: str, millis: bool) -> None:
+        self.pattern = pattern
+        self.millis = millis
+        self.second = -1
+        self.text = ""
+
+    def __call__(self, when: float) -> str:
+        second = int(when)
+        if second != self.second:
+            self.second = second
+            self.text = time.strftime(self.pattern, time.localtime(second))
+        return f"{self.text},{int((when - second) * 1000):03d}" if self.millis else self.text
+
+
+def line_formatter(log_format: str) -> Callable[[AccessRecord], str]:
+    """Format one record as the line ``proxy.logs``' text or JSON formatter writes for the other logs."""
+    if log_format == "json":
+        stamp = _Stamps("%Y-%m-%dT%H:%M:%S", millis=False)
+
+        def json_line(record: AccessRecord) -> str:
+            fields: dict[str, Any] = record._asdict()
+            fields["path"] = record_target(record)
+            fields["outcome"] = record.outcome.value
+            fields["duration"] = round(record.duration, 6)
+            del fields["time"], fields["target"]
+            out = {"time": stamp(record.time), "level": "info", "logger": ACCESS_LOGGER}
+            out["message"] = text_message(record)
+            out.update(fields)
+            return json.dumps(out, default=str)
+
+        return json_line
+    text_stamp = _Stamps("%Y-%m-%d %H:%M:%S", millis=True)
+    return lambda record: f"{text_stamp(record.time)} INFO {ACCESS_LOGGER}: {text_message(record)}"
 
 
 def build_observer(runtime: Runtime) -> AdminObserver:
     """The observer of one worker; it also counts the rules holder's reloads (chained with any earlier hook)."""
-    observer = AdminObserver(runtime.clock, access=runtime.settings.access_log)
+    settings = runtime.settings
+    access_log = None
+    if settings.access_log:
+        fd = open_access_log(settings.access_log_file)
+        access_log = AccessLog(fd, line_formatter(settings.log_format))
+    observer = AdminObserver(runtime.clock, access_log=access_log)
     previous = runtime.rules.on_reload
 
     def on_reload(ok: bool, problems: list[str]) -> None:

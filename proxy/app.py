@@ -73,6 +73,7 @@ class ProxyApp:
                 connect_timeout=settings.connect_timeout,
                 read_timeout=settings.read_timeout,
                 preserve_host=settings.preserve_host,
+                ca_file=settings.upstream_ca,
             ),
             clock,
         )

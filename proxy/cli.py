@@ -34,6 +34,9 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preserve-host", action="store_true", default=_env("preserve_host", "0") in ("1", "true"))
     p.add_argument("--connect-timeout", type=float, default=float(_env("connect_timeout", "5") or 5))
     p.add_argument("--read-timeout", type=float, default=float(_env("read_timeout", "30") or 30))
+    p.add_argument(
+        "--upstream-ca", default=_env("upstream_ca"), help="PEM CA certificates to verify an https:// upstream with"
+    )
     p.add_argument("--admin-prefix", default=_env("admin_prefix", "/_cacheproxy"))
     p.add_argument(
         "--allow-purge-method", action="store_true", default=_env("allow_purge_method", "0") in ("1", "true")
@@ -60,6 +63,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         preserve_host=args.preserve_host,
         connect_timeout=args.connect_timeout,
         read_timeout=args.read_timeout,
+        upstream_ca=args.upstream_ca or None,
         admin_prefix=args.admin_prefix,
         admin_token=os.environ.get("CACHEPROXY_ADMIN_TOKEN") or None,
         allow_purge_method=args.allow_purge_method,

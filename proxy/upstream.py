@@ -26,8 +26,7 @@ import asyncio
 import base64
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import cast
@@ -45,7 +44,7 @@ from proxy.errors import (
 )
 from proxy.forwarding import Forwarding
 from proxy.messages import Headers, RequestHead, ResponseHead
-from proxy.rfc.storable import strip_hop_by_hop
+from proxy.rfc.storable import HOP_BY_HOP
 
 MiB = 1024 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -53,6 +52,8 @@ _HIGH_WATER = 256 * 1024  # body bytes buffered before the socket stops being re
 _LOW_WATER = 64 * 1024
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})  # retried once when a reused connection was already closed
 _LENGTH_METHODS = frozenset({"POST", "PUT", "PATCH"})  # send Content-Length: 0 when they carry no body
+_HOP_BY_HOP = frozenset(name.encode("ascii") for name in HOP_BY_HOP)
+_NO_HEADERS = Headers()
 
 
 @dataclass(frozen=True)
@@ -83,24 +84,34 @@ class _Closed(ConnectionError):
     """The connection ended before the exchange did."""
 
 
-@contextmanager
-def _mapped_errors(*, in_body: bool = False) -> Iterator[None]:
+class _mapped_errors:  # lower-case: used like a function, ``with _mapped_errors(): ...``
     """Translate parser, TLS and socket errors into the proxy's tree, chained with ``from``.
 
     Timeouts become :class:`UpstreamTimeout` (504). Before the response head, connection failures (refused,
     reset, DNS, TLS, closed without answer) become :class:`UpstreamConnectError`; once the body has started, a lost
     connection means a body cut short, so :class:`UpstreamProtocolError` (RFC 9112 §8: incomplete message).
+    A class rather than ``@contextmanager``: it wraps every exchange, and a generator per use costs more.
     """
-    try:
-        yield
-    except TimeoutError as exc:
-        raise UpstreamTimeout(f"upstream timed out: {exc or type(exc).__name__}") from exc
-    except (httptools.HttpParserError, _BadResponse) as exc:
-        raise UpstreamProtocolError(f"upstream broke the response: {exc}") from exc
-    except OSError as exc:
-        if in_body:
-            raise UpstreamProtocolError(f"upstream connection lost mid-body: {exc!r}") from exc
-        raise UpstreamConnectError(f"upstream unreachable: {exc!r}") from exc
+
+    __slots__ = ("in_body",)
+
+    def __init__(self, *, in_body: bool = False) -> None:
+        self.in_body = in_body
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, TimeoutError):
+            raise UpstreamTimeout(f"upstream timed out: {exc or type(exc).__name__}") from exc
+        if isinstance(exc, (httptools.HttpParserError, _BadResponse)):
+            raise UpstreamProtocolError(f"upstream broke the response: {exc}") from exc
+        if isinstance(exc, OSError):
+            if self.in_body:
+                raise UpstreamProtocolError(f"upstream connection lost mid-body: {exc!r}") from exc
+            raise UpstreamConnectError(f"upstream unreachable: {exc!r}") from exc
 
 
 class _Connection(asyncio.Protocol):
@@ -129,6 +140,8 @@ class _Connection(asyncio.Protocol):
         self.buffered = 0
         self.waiter: asyncio.Future[None] | None = None
         self.eof_ends_body = False
+        self.length: int | None = None  # the final response's Content-Length
+        self.headers = _NO_HEADERS
         self.received = False  # any byte of this exchange's response arrived
 
     # asyncio.Protocol
@@ -191,13 +204,18 @@ class _Connection(asyncio.Protocol):
             self.raw_headers = []  # an interim response (RFC 9110 §15.2): skipped, never forwarded as final
             return
         self.status = status
+        codings = self._read_fields()
         self.head_done = True
         if self.head_request or status in _NO_BODY_STATUSES:
             # RFC 9112 §6.3 items 1-2: no body, whatever the fields say. llhttp is not told about HEAD (httptools
             # cannot skip a body), which is why every exchange gets a fresh parser.
             self.done = True
-        else:
-            self.eof_ends_body = self._framing() == "eof"
+        elif codings:
+            if codings.split(b",")[-1].strip().lower() != b"chunked":
+                raise _BadResponse("a transfer coding other than a final chunked")  # RFC 9112 §6.1
+        elif self.length is None:
+            self.eof_ends_body = True  # RFC 9112 §6.3 item 8: read until close, so never reused
+            self.dirty = True
         if not self.parser.should_keep_alive():
             self.dirty = True
         self._wake()
@@ -220,18 +238,29 @@ class _Connection(asyncio.Protocol):
 
     # for the client
 
-    def _framing(self) -> str:
-        """How the body ends: ``length``, ``chunked`` or ``eof`` (RFC 9112 §6.3). Other transfer codings: refused."""
-        codings = [v for n, v in self.raw_headers if n.lower() == b"transfer-encoding"]
-        if codings:
-            last = b",".join(codings).split(b",")[-1].strip().lower()
-            if last != b"chunked":
-                raise _BadResponse("a transfer coding other than a final chunked")
-            return "chunked"
-        if any(n.lower() == b"content-length" for n, _ in self.raw_headers):
-            return "length"
-        self.dirty = True  # read until close: the connection cannot be reused
-        return "eof"
+    def _read_fields(self) -> bytes:
+        """The one pass over the final response's fields: the end-to-end ones become ``headers`` (RFC 9110 §7.6.1:
+        fixed hop-by-hop fields and those named in ``Connection`` dropped), ``length`` is noted; returns the
+        Transfer-Encoding value (empty when there is none)."""
+        items: list[tuple[str, str]] = []
+        named: list[bytes] = []
+        codings: list[bytes] = []
+        for name, value in self.raw_headers:
+            lname = name.lower()
+            if lname in _HOP_BY_HOP:
+                if lname == b"transfer-encoding":
+                    codings.append(value)
+                elif lname == b"connection":
+                    named.extend(token.strip().lower() for token in value.split(b","))
+                continue
+            if lname == b"content-length":
+                self.length = int(value)  # llhttp accepted it: digits only, and only one
+            items.append((name.decode("latin-1"), value.decode("latin-1")))
+        if named:
+            drop = {token.decode("latin-1") for token in named}
+            items = [(name, value) for name, value in items if name.lower() not in drop]
+        self.headers = Headers(items)
+        return b",".join(codings)
 
     def _fail(self, exc: BaseException) -> None:
         if self.error is None:
@@ -349,7 +378,7 @@ class UpstreamResponse:
     def __init__(self, upstream: Upstream, conn: _Connection, elapsed: float) -> None:
         self._upstream = upstream
         self._conn = conn
-        self.head = ResponseHead(conn.status, strip_hop_by_hop(Headers.from_raw(conn.raw_headers)))
+        self.head = ResponseHead(conn.status, conn.headers)
         self.elapsed = elapsed
         self.body: bytes | None = None
         self._prefix = b""
@@ -364,7 +393,7 @@ class UpstreamResponse:
     async def _read(self, limit: int) -> None:
         """Read the body whole when it is known or found to fit in ``limit``; else leave it to ``stream``."""
         conn = self._conn
-        length = _content_length(conn.raw_headers)
+        length = conn.length
         if length is not None and length > limit and not conn.done:
             return
         buffered = bytearray()
@@ -426,13 +455,6 @@ class UpstreamResponse:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.release()
-
-
-def _content_length(raw: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in raw:
-        if name.lower() == b"content-length":
-            return int(value)  # llhttp accepted it: digits only, and only one
-    return None
 
 
 class Upstream:
@@ -544,7 +566,7 @@ class Upstream:
 
     def _head_bytes(self, request: RequestHead, body: bytes | AsyncIterator[bytes] | None) -> bytes:
         """The request line and fields as sent: the target and fields ``Forwarding`` chose, plus Host and framing."""
-        streamed = isinstance(body, AsyncIterator)
+        streamed = body is not None and not isinstance(body, bytes)
         target = self._forwarding.url(request)[len(self._origin) :] or "/"
         fields = self._forwarding.headers(request, streamed=streamed)
         lines = [f"{request.method} {target} HTTP/1.1\r\n"]
@@ -607,7 +629,7 @@ class Upstream:
         """Write the request and wait for the final response head."""
         conn._reset(request.method == "HEAD")
         with _mapped_errors():
-            if isinstance(body, AsyncIterator):
+            if body is not None and not isinstance(body, bytes):
                 await conn.write(head)
                 await self._write_stream(conn, body, chunked=b"\r\ntransfer-encoding: chunked\r\n" in head.lower())
             else:

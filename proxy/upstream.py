@@ -393,8 +393,13 @@ class UpstreamResponse:
     async def _read(self, limit: int) -> None:
         """Read the body whole when it is known or found to fit in ``limit``; else leave it to ``stream``."""
         conn = self._conn
+        if conn.done and conn.buffered <= limit:  # the common case: the whole response came with its head
+            self.body = conn.take() if conn.chunks else b""
+            self._complete = True
+            await self.release()
+            return
         length = conn.length
-        if length is not None and length > limit and not conn.done:
+        if length is not None and length > limit:
             return
         buffered = bytearray()
         timeout = self._upstream.config.read_timeout
@@ -473,7 +478,7 @@ class Upstream:
         self._host = parts.hostname
         self._port = port or (443 if parts.scheme == "https" else 80)
         self._origin = f"{parts.scheme}://{parts.netloc}"
-        self._authority = parts.netloc.rpartition("@")[2]
+        self._host_line = f"Host: {parts.netloc.rpartition('@')[2]}\r\n"  # the upstream's authority (RFC 9110 §7.2)
         self._credentials = None
         if parts.username is not None:  # configured userinfo: Basic credentials for the origin (RFC 7617)
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
@@ -568,15 +573,18 @@ class Upstream:
         """The request line and fields as sent: the target and fields ``Forwarding`` chose, plus Host and framing."""
         streamed = body is not None and not isinstance(body, bytes)
         target = self._forwarding.url(request)[len(self._origin) :] or "/"
-        fields = self._forwarding.headers(request, streamed=streamed)
         lines = [f"{request.method} {target} HTTP/1.1\r\n"]
-        if "host" not in fields:
-            lines.append(f"Host: {self._authority}\r\n")
-        lines.extend([f"{name}: {value}\r\n" for name, value in fields])
-        if self._credentials is not None and "authorization" not in fields:
+        seen: set[str] = set()
+        for name, value in self._forwarding.headers(request, streamed=streamed):
+            lines.append(f"{name}: {value}\r\n")
+            if name[0] in "HhAaCc":  # the only names looked for below: Host, Authorization, Content-Length
+                seen.add(name.lower())
+        if "host" not in seen:
+            lines.insert(1, self._host_line)
+        if self._credentials is not None and "authorization" not in seen:
             lines.append(f"Authorization: {self._credentials}\r\n")
         if streamed:
-            if "content-length" not in fields:
+            if "content-length" not in seen:
                 lines.append("Transfer-Encoding: chunked\r\n")
         elif isinstance(body, bytes) and body:
             lines.append(f"Content-Length: {len(body)}\r\n")

@@ -38,11 +38,12 @@ from load_tests.common import (
     SERVER_CPU,
     Processes,
     WrkResult,
+    WrkSettings,
     free_port,
     http_get,
     median_result,
     raise_fd_limit,
-    run_rounds,
+    run_wrk,
     settings_from,
     start_bare,
     write_result,
@@ -60,6 +61,40 @@ class Target:
     url: str
     kind: str  # bare, hit, pass, revalidate
     server: str  # bare, cacheproxy, nginx, varnish
+    pid: int = 0  # the server's process (its children, nginx's or Varnish's workers, are counted with it)
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by ``pid`` and its descendants, every thread (Linux ``/proc``; 0 elsewhere)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def measure(
+    targets: Sequence[Target], settings: WrkSettings, rounds: int
+) -> tuple[dict[str, list[WrkResult]], dict[str, list[float]]]:
+    """Interleaved rounds (every target once, then again); per run, wrk's report and the server's CPU microseconds
+    per request: on a shared machine the steadier figure, since requests/s also depends on what else runs."""
+    runs: dict[str, list[WrkResult]] = {t.name: [] for t in targets}
+    cpu: dict[str, list[float]] = {t.name: [] for t in targets}
+    for _round in range(rounds):
+        for target in targets:
+            before = tree_cpu(target.pid)
+            result = run_wrk(target.name, target.url, settings)
+            runs[target.name].append(result)
+            cpu[target.name].append((tree_cpu(target.pid) - before) / max(1, result.requests) * 1e6)
+    return runs, cpu
 
 
 def missing_tools(*, varnish: bool, granian: bool) -> list[str]:
@@ -168,62 +203,77 @@ def start_all(procs: Processes, workdir: Path, args: argparse.Namespace) -> list
         procs, "origin", origin_conf(origin_dir, origin_port), origin_dir, load, f"http://{HOST}:{origin_port}/pass"
     )
     origin = f"http://{HOST}:{origin_port}"
-    targets = [Target("bare uvicorn app", f"{start_bare(procs, server)}/", "bare", "bare")]
-    proxy = start_cacheproxy(procs, "cacheproxy", origin, server, access_log=True)
-    quiet = start_cacheproxy(procs, "cacheproxy-quiet", origin, server, access_log=False)
+    pids: dict[str, int] = {}
+
+    def started(name: str, url: str) -> str:
+        pids[name] = procs.started[-1][1].pid  # taskset and env exec the server: the same PID
+        return url
+
+    bare = started("bare", start_bare(procs, server))
+    proxy = started("proxy", start_cacheproxy(procs, "cacheproxy", origin, server, access_log=True))
+    quiet = started("quiet", start_cacheproxy(procs, "cacheproxy-quiet", origin, server, access_log=False))
     nginx_dir = workdir / "nginx"
     nginx_dir.mkdir()
     nginx_port = free_port()
     start_nginx(procs, "nginx", nginx_conf(nginx_dir, nginx_port, origin_port), nginx_dir, server,
                 f"http://{HOST}:{nginx_port}/pass")  # fmt: skip
-    nginx = f"http://{HOST}:{nginx_port}"
-    targets += [
-        Target("cacheproxy hit, default (access log on)", f"{proxy}/cached", "hit", "cacheproxy"),
-        Target("cacheproxy hit, --no-access-log", f"{quiet}/cached", "hit", "cacheproxy"),
-        Target("nginx proxy_cache hit", f"{nginx}/cached", "hit", "nginx"),
-    ]
-    if shutil.which("varnishd"):
-        varnish = start_varnish(procs, workdir, origin_port, server)
-        targets.append(Target("Varnish hit", f"{varnish}/cached", "hit", "varnish"))
-    targets += [
-        Target("cacheproxy pass-through (no-store), default", f"{proxy}/pass", "pass", "cacheproxy"),
-        Target("cacheproxy pass-through, --no-access-log", f"{quiet}/pass", "pass", "cacheproxy"),
-        Target("nginx proxy_pass", f"{nginx}/pass", "pass", "nginx"),
-    ]
-    if shutil.which("varnishd"):
-        targets.append(Target("Varnish return(pass)", f"{varnish}/pass", "pass", "varnish"))
-    targets += [
-        Target("cacheproxy revalidation (stale, origin 304), default", f"{proxy}/stale", "revalidate", "cacheproxy"),
-        Target("nginx proxy_cache_revalidate (origin 304)", f"{nginx}/stale", "revalidate", "nginx"),
+    nginx = started("nginx", f"http://{HOST}:{nginx_port}")
+    varnish = started("varnish", start_varnish(procs, workdir, origin_port, server)) if shutil.which("varnishd") else ""
+    rows = [
+        ("bare uvicorn app", bare + "/", "bare", "bare"),
+        ("cacheproxy hit, default (access log on)", proxy + "/cached", "hit", "proxy"),
+        ("cacheproxy hit, --no-access-log", quiet + "/cached", "hit", "quiet"),
+        ("nginx proxy_cache hit", nginx + "/cached", "hit", "nginx"),
+        ("Varnish hit", varnish + "/cached", "hit", "varnish"),
+        ("cacheproxy pass-through (no-store), default", proxy + "/pass", "pass", "proxy"),
+        ("cacheproxy pass-through, --no-access-log", quiet + "/pass", "pass", "quiet"),
+        ("nginx proxy_pass", nginx + "/pass", "pass", "nginx"),
+        ("Varnish return(pass)", varnish + "/pass", "pass", "varnish"),
+        ("cacheproxy revalidation (stale, origin 304), default", proxy + "/stale", "revalidate", "proxy"),
+        ("nginx proxy_cache_revalidate (origin 304)", nginx + "/stale", "revalidate", "nginx"),
     ]
     if args.granian:
-        fast = start_cacheproxy(procs, "cacheproxy-granian", origin, server, access_log=True, granian=True)
-        targets += [
-            Target("cacheproxy hit under granian, default", f"{fast}/cached", "hit", "cacheproxy"),
-            Target("cacheproxy pass-through under granian, default", f"{fast}/pass", "pass", "cacheproxy"),
+        fast = started("granian", start_cacheproxy(procs, "cacheproxy-granian", origin, server, access_log=True,
+                                                   granian=True))  # fmt: skip
+        rows += [
+            ("cacheproxy hit under granian, default", fast + "/cached", "hit", "granian"),
+            ("cacheproxy pass-through under granian, default", fast + "/pass", "pass", "granian"),
         ]
+    kinds = {"bare": "bare", "proxy": "cacheproxy", "quiet": "cacheproxy", "granian": "cacheproxy"}
+    targets = [
+        Target(name, url, kind, kinds.get(server_name, server_name), pids[server_name])
+        for name, url, kind, server_name in rows
+        if server_name in pids
+    ]
     return targets
 
 
-def table(targets: Sequence[Target], medians: dict[str, WrkResult]) -> list[str]:
-    """The issue's table: req/s, x bare, x nginx of the same kind, p99 and p99 x bare."""
+def table(targets: Sequence[Target], medians: dict[str, WrkResult], cpu: dict[str, float] | None = None) -> list[str]:
+    """The issue's table: req/s, x bare, x nginx of the same kind, p99 and p99 x bare; with ``cpu`` (median
+    microseconds per request) also the CPU per request and bare's CPU per request divided by it."""
     bare = medians[targets[0].name]
     nginx = {t.kind: medians[t.name] for t in targets if t.server == "nginx"}
     width = max(len(t.name) for t in targets)
-    lines = [f"| {'target':<{width}} | req/s | x bare uvicorn | x nginx (same kind) | p99 ms | p99 x bare | errors |",
-             f"|{'-' * (width + 2)}|------:|------:|------:|------:|------:|------:|"]  # fmt: skip
+    extra = " CPU us/req | x bare by CPU |" if cpu else ""
+    lines = [f"| {'target':<{width}} | req/s | x bare uvicorn | x nginx (same kind) | p99 ms | p99 x bare | errors |"
+             + extra, f"|{'-' * (width + 2)}|------:|------:|------:|------:|------:|------:|"
+             + ("------:|------:|" if cpu else "")]  # fmt: skip
     for target in targets:
         result = medians[target.name]
         peer = nginx.get(target.kind)
         versus = f"{result.rps / peer.rps:.2f}" if peer is not None and target.server != "bare" else ""
-        lines.append(
+        line = (
             f"| {target.name:<{width}} | {result.rps:,.0f} | {result.rps / bare.rps:.2f} | {versus} | "
             f"{result.p99_ms:.2f} | {result.p99_ms / bare.p99_ms:.2f} | {result.non_2xx + result.socket_errors} |"
         )
+        if cpu:
+            used = cpu[target.name]
+            line += f" {used:.0f} | {cpu[targets[0].name] / used:.2f} |" if used > 0 else " - | - |"
+        lines.append(line)
     return lines
 
 
-def goals(targets: Sequence[Target], medians: dict[str, WrkResult]) -> list[str]:
+def goals(targets: Sequence[Target], medians: dict[str, WrkResult], cpu: dict[str, float] | None = None) -> list[str]:
     """Issue 11's goals for cacheproxy with its default settings (the first row of each kind)."""
     first = {}
     for target in targets:
@@ -235,6 +285,16 @@ def goals(targets: Sequence[Target], medians: dict[str, WrkResult]) -> list[str]
             value = first[kind].rps / first[base].rps
             verdict = "meets" if value >= wanted else "BELOW"
             lines.append(f"{kind}/{base} {value:.2f}   goal >= {wanted}: {verdict}")
+    if cpu:
+        names = {}
+        for target in targets:
+            if target.server in ("bare", "cacheproxy"):
+                names.setdefault(target.kind, target.name)
+        for kind, wanted, base in GOALS:
+            if kind in names and base in names and cpu[names[kind]] > 0:
+                value = cpu[names[base]] / cpu[names[kind]]
+                verdict = "meets" if value >= wanted else "BELOW"
+                lines.append(f"{kind}/{base} by CPU per request {value:.2f}   goal >= {wanted}: {verdict}")
     for kind, limit in (("hit", 1.5), ("pass", 3.0)):
         if kind in first:
             value = first[kind].p99_ms / first["bare"].p99_ms
@@ -262,19 +322,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         targets = start_all(procs, workdir, args)
         for target in targets:
             warm(target)
-        pairs = [(t.name, t.url) for t in targets]
         if args.warmup > 0:
-            run_rounds(pairs, replace(settings, duration=args.warmup), 1)
-        runs = run_rounds(pairs, settings, args.rounds)
+            measure(targets, replace(settings, duration=args.warmup), 1)
+        runs, cpu_runs = measure(targets, settings, args.rounds)
     medians = {name: median_result(name, results) for name, results in runs.items()}
+    cpu = {name: statistics.median(values) for name, values in cpu_runs.items()}
     print(f"wrk -t1 -c{settings.connections}, {settings.duration:g} s x {args.rounds} interleaved round(s), 1 KiB "
           f"bodies, servers on core {SERVER_CPU}, wrk + nginx origin on core {LOAD_CPU}; medians")  # fmt: skip
-    print("\n".join(table(targets, medians)))
-    print("\n".join(goals(targets, medians)))
+    print("\n".join(table(targets, medians, cpu)))
+    print("\n".join(goals(targets, medians, cpu)))
     spread = {name: (min(r.rps for r in rs), max(r.rps for r in rs)) for name, rs in runs.items()}
     paired = [r.rps / b.rps for b, r in zip(runs[targets[0].name], runs[targets[1].name], strict=True)]
     print(f"hit/bare per round: {', '.join(f'{p:.2f}' for p in paired)} (median {statistics.median(paired):.2f})")
-    payload = {"settings": settings, "rounds": args.rounds, "runs": runs, "medians": medians, "spread": spread}
+    payload = {"settings": settings, "rounds": args.rounds, "runs": runs, "medians": medians, "spread": spread,
+               "cpu_us_per_request": cpu_runs}  # fmt: skip
     print(f"written: {write_result('peers', payload)}")
     return 0
 

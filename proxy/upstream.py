@@ -242,25 +242,23 @@ class _Connection(asyncio.Protocol):
         """The one pass over the final response's fields: the end-to-end ones become ``headers`` (RFC 9110 §7.6.1:
         fixed hop-by-hop fields and those named in ``Connection`` dropped), ``length`` is noted; returns the
         Transfer-Encoding value (empty when there is none)."""
-        items: list[tuple[str, str]] = []
-        named: list[bytes] = []
-        codings: list[bytes] = []
-        for name, value in self.raw_headers:
-            lname = name.lower()
-            if lname in _HOP_BY_HOP:
-                if lname == b"transfer-encoding":
-                    codings.append(value)
-                elif lname == b"connection":
-                    named.extend(token.strip().lower() for token in value.split(b","))
-                continue
-            if lname == b"content-length":
-                self.length = int(value)  # llhttp accepted it: digits only, and only one
-            items.append((name.decode("latin-1"), value.decode("latin-1")))
-        if named:
-            drop = {token.decode("latin-1") for token in named}
-            items = [(name, value) for name, value in items if name.lower() not in drop]
-        self.headers = Headers(items)
-        return b",".join(codings)
+        raw = self.raw_headers
+        lnames = [name.lower() for name, _ in raw]
+        if b"content-length" in lnames:
+            self.length = int(raw[lnames.index(b"content-length")][1])  # llhttp accepted it: digits, only one
+        drop = _HOP_BY_HOP.intersection(lnames)
+        if not drop:
+            self.headers = Headers([(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw])
+            return b""
+        pairs = list(zip(lnames, raw, strict=True))
+        codings = b",".join([value for lname, (_, value) in pairs if lname == b"transfer-encoding"])
+        if b"connection" in drop:
+            named = [value for lname, (_, value) in pairs if lname == b"connection"]
+            drop = drop.union(token.strip().lower() for token in b",".join(named).split(b","))
+        self.headers = Headers(
+            [(name.decode("latin-1"), value.decode("latin-1")) for lname, (name, value) in pairs if lname not in drop]
+        )
+        return codings
 
     def _fail(self, exc: BaseException) -> None:
         if self.error is None:

@@ -295,35 +295,47 @@ def record_target(record: AccessRecord) -> str:
 
 def text_message(record: AccessRecord) -> str:
     """The line's message: ``GET /a?b 200 miss (detail) route=r upstream=0.0012 time=0.0015 bytes=5``."""
-    upstream = "-" if record.upstream_time is None else f"{record.upstream_time:.4f}"
-    detail = f" ({record.detail})" if record.detail else ""
+    _time, method, target, status, outcome, detail, route, upstream, duration, sent = record[:10]
+    if not isinstance(target, str):
+        target = record_target(record)
     return (
-        f"{record.method} {record_target(record)} {record.status} {record.outcome.value}{detail} "
-        f"route={record.route} upstream={upstream} time={record.duration:.4f} bytes={record.bytes}"
+        f"{method} {target} {status} {outcome}{f' ({detail})' if detail else ''} route={route} "
+        f"upstream={'-' if upstream is None else f'{upstream:.4f}'} time={duration:.4f} bytes={sent}"
     )
 
 
 class _Stamps:
-    """Time stamps as the other log lines show them (local time), formatted once per second."""
+    """Time stamps as the other log lines show them (local time): formatted once per second, and the whole line
+    prefix once per millisecond (a batch holds many records of the same millisecond)."""
 
-    def __init__(self, pattern: str, millis: bool) -> None:
+    def __init__(self, pattern: str, prefix: str = "") -> None:
         self.pattern = pattern
-        self.millis = millis
+        self.prefix = prefix
         self.second = -1
         self.text = ""
+        self.milli = -1
+        self.line_start = ""
 
     def __call__(self, when: float) -> str:
         second = int(when)
         if second != self.second:
             self.second = second
             self.text = time.strftime(self.pattern, time.localtime(second))
-        return f"{self.text},{int((when - second) * 1000):03d}" if self.millis else self.text
+        return self.text
+
+    def millis(self, when: float) -> str:
+        """``<date> <time>,<ms><prefix>``, the start of a text line."""
+        milli = int(when * 1000)
+        if milli != self.milli:
+            self.milli = milli
+            self.line_start = f"{self(when)},{milli % 1000:03d}{self.prefix}"
+        return self.line_start
 
 
 def line_formatter(log_format: str) -> Callable[[AccessRecord], str]:
     """Format one record as the line ``proxy.logs``' text or JSON formatter writes for the other logs."""
     if log_format == "json":
-        stamp = _Stamps("%Y-%m-%dT%H:%M:%S", millis=False)
+        stamp = _Stamps("%Y-%m-%dT%H:%M:%S")
 
         def json_line(record: AccessRecord) -> str:
             fields: dict[str, Any] = record._asdict()
@@ -337,8 +349,8 @@ def line_formatter(log_format: str) -> Callable[[AccessRecord], str]:
             return json.dumps(out, default=str)
 
         return json_line
-    text_stamp = _Stamps("%Y-%m-%d %H:%M:%S", millis=True)
-    return lambda record: f"{text_stamp(record.time)} INFO {ACCESS_LOGGER}: {text_message(record)}"
+    start = _Stamps("%Y-%m-%d %H:%M:%S", f" INFO {ACCESS_LOGGER}: ").millis
+    return lambda record: start(record[0]) + text_message(record)
 
 
 def build_observer(runtime: Runtime) -> AdminObserver:

@@ -218,6 +218,7 @@ class _Connection(asyncio.Protocol):
             self.dirty = True
         if not self.parser.should_keep_alive():
             self.dirty = True
+        self.resume_writing()  # a request body still being written stops here (see ``Upstream._write_body``)
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -635,29 +636,39 @@ class Upstream:
         """Write the request and wait for the final response head."""
         conn._reset(request.method == "HEAD")
         with _mapped_errors():
-            if body is not None and not isinstance(body, bytes):
-                await conn.write(head)
-                await self._write_stream(conn, body, chunked=b"\r\ntransfer-encoding: chunked\r\n" in head.lower())
-            else:
-                await conn.write(head)
-                if body:
-                    await conn.write(body)
+            await conn.write(head)
+            if body:
+                await self._write_body(conn, body, chunked=b"\r\ntransfer-encoding: chunked\r\n" in head.lower())
             timeout = self.config.read_timeout
             while not conn.head_done:
                 if conn.error is not None:
                     raise conn.error
                 await conn.wait(timeout)
 
-    @staticmethod
-    async def _write_stream(conn: _Connection, body: AsyncIterator[bytes], *, chunked: bool) -> None:
-        """Stream a request body, chunked (RFC 9112 §7.1) when no Content-Length was given."""
-        async for chunk in body:
-            if chunk:
-                await conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
-            if conn.error is not None:
-                raise conn.error
-        if chunked:
-            await conn.write(b"0\r\n\r\n")
+    async def _write_body(self, conn: _Connection, body: bytes | AsyncIterator[bytes], *, chunked: bool) -> None:
+        """Send the request body, chunked (RFC 9112 §7.1) when no Content-Length was given.
+
+        When the origin answers before the body is all sent (a 413, a 401), the rest is not sent and the answer is
+        read; the connection is not reused, its request having been cut short (RFC 9112 §9.6).
+        """
+        try:
+            if isinstance(body, bytes):
+                await conn.write(body)
+                return
+            async for chunk in body:
+                if conn.head_done:
+                    conn.dirty = True
+                    return
+                if chunk:
+                    await conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                if conn.error is not None:
+                    raise conn.error
+            if chunked and not conn.head_done:
+                await conn.write(b"0\r\n\r\n")
+        except OSError:
+            if not conn.head_done:
+                raise
+            conn.dirty = True  # the origin answered, then stopped reading: its answer stands
 
     async def ping(self) -> bool:
         """Whether the origin answers at all (any status counts); for readiness probes."""

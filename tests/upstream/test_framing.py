@@ -7,6 +7,9 @@ connection is never reused: the next request arrives on a new connection.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import pytest
 
 from proxy.errors import UpstreamProtocolError
@@ -181,3 +184,38 @@ async def test_rfc9112_8_body_cut_mid_stream_not_complete(scripted: StartOrigin,
                 received += len(chunk)
         assert not response.complete
     assert received == 50_000
+
+
+async def test_rfc9112_9_6_early_response_stops_the_request_body(
+    scripted: StartOrigin, make_upstream: MakeUpstream
+) -> None:
+    """An origin that answers 413 without reading a large streamed body: the answer is returned, the rest of the
+    body is not sent, and the connection is not reused."""
+    answered = asyncio.Event()
+
+    def respond(target: bytes) -> bytes:
+        if target == b"/upload":
+            answered.set()
+            return b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 3\r\n\r\nbig"
+        return OK
+
+    origin = await scripted(respond)
+    upstream = await make_upstream(origin.url)
+    produced = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal produced
+        for _ in range(2000):  # 128 MiB if it were all sent: far more than socket buffers hold
+            produced += 1
+            yield b"x" * 65536
+            if answered.is_set():
+                await asyncio.sleep(0)
+
+    async with asyncio.timeout(60):  # without the early stop, the upload blocks on a full socket buffer for ever
+        response = await upstream.send(head("/upload", "POST"), body())
+    async with response:
+        assert (response.head.status, response.body) == (413, b"big")
+    assert produced < 2000
+    async with await upstream.send(head("/next")) as response:
+        assert response.body == b"ok"
+    assert [number for number, _ in origin.requests] == [1, 2]

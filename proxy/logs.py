@@ -52,7 +52,7 @@ class AccessLog:
     """The access log's writer: records are queued as they come and formatted and written in batches.
 
     The request path only appends a small record to a list (no formatting, no I/O, no lock). ``flush`` turns the
-    pending records into lines with ``format_line`` and writes them with as few system calls as possible, in order;
+    pending records into lines with ``format_lines`` and writes them with as few system calls as possible, in order;
     ``run`` flushes every ``interval`` seconds and once more when it is cancelled (lifespan shutdown, after uvicorn has
     finished every in-flight request on SIGTERM), so no line is lost. Lines are written in pieces of whole lines of at
     most ``PIPE_BUF`` bytes, so several workers sharing a pipe or an ``O_APPEND`` file never interleave inside a line.
@@ -60,9 +60,9 @@ class AccessLog:
 
     PIECE = 4096  # PIPE_BUF on Linux: a write of at most this many bytes to a pipe is atomic
 
-    def __init__(self, fd: int, format_line: Callable[[Any], str], *, interval: float = 0.1) -> None:
+    def __init__(self, fd: int, format_lines: Callable[[list[Any]], list[str]], *, interval: float = 0.1) -> None:
         self.fd = fd
-        self.format_line = format_line
+        self.format_lines = format_lines
         self.interval = interval
         self.pending: list[Any] = []
         self.append = self.pending.append  # bound once: the per-request cost is this one call
@@ -72,8 +72,9 @@ class AccessLog:
             return
         records = self.pending[:]
         self.pending.clear()
-        fmt = self.format_line
-        data = "".join([fmt(record) + "\n" for record in records]).encode("utf-8", "backslashreplace")
+        lines = self.format_lines(records)
+        lines.append("")
+        data = "\n".join(lines).encode("utf-8", "backslashreplace")
         self._write(data)
 
     def _write(self, data: bytes) -> None:

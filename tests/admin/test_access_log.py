@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.admin.observe import AccessRecord, line_formatter
+from proxy.admin.observe import AccessRecord, line_formatter, lines_formatter
 from proxy.cache.answers import CacheOutcome
 from proxy.logs import AccessLog
 from tests.admin.conftest import CACHEABLE, RunningProxy, run_proxy
@@ -103,7 +103,7 @@ def test_batches_written_in_whole_lines_in_order(tmp_path: Path) -> None:
     path = tmp_path / "out.log"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     try:
-        writer = AccessLog(fd, line_formatter("text"))
+        writer = AccessLog(fd, lines_formatter("text"))
         for n in range(500):
             writer.append(record(n, "/" + "a" * (n * 20)))
         writer.flush()

@@ -116,3 +116,13 @@ def test_peers_configurations_name_the_origin_and_the_kinds() -> None:
     peer = nginx_conf(Path("/tmp/n"), 9002, 9001)
     assert "server 127.0.0.1:9001;" in peer and "proxy_cache_revalidate on;" in peer
     assert "return (pass)" in varnish_vcl(9001) and '.port = "9001"' in varnish_vcl(9001)
+
+
+def test_peers_tree_cpu_counts_this_process_and_nothing_for_a_missing_one() -> None:
+    import os
+
+    from load_tests.peers import missing_tools, tree_cpu
+
+    assert tree_cpu(os.getpid()) > 0
+    assert tree_cpu(2**22 + 12345) == 0.0  # no such PID
+    assert all("(" in line for line in missing_tools(varnish=True, granian=True))

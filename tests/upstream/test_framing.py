@@ -219,3 +219,31 @@ async def test_rfc9112_9_6_early_response_stops_the_request_body(
     async with await upstream.send(head("/next")) as response:
         assert response.body == b"ok"
     assert [number for number, _ in origin.requests] == [1, 2]
+
+
+async def test_rfc9112_7_1_2_trailer_fields_never_become_header_fields(
+    scripted: StartOrigin, make_upstream: MakeUpstream
+) -> None:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+    chunked += b"X-Trailer: t\r\nSet-Cookie: s=1\r\n\r\n"
+    origin = await scripted(lambda target: chunked if target == b"/t" else OK)
+    upstream = await make_upstream(origin.url)
+    async with await upstream.send(head("/t")) as response:
+        assert (response.body, response.complete) == (b"abc", True)
+        assert {"x-trailer", "set-cookie", "transfer-encoding"}.isdisjoint(response.head.headers.names())
+    async with await upstream.send(head("/next")) as response:
+        assert response.body == b"ok"
+    assert [number for number, _ in origin.requests] == [1, 1]
+
+
+async def test_rfc9112_6_3_body_sent_after_head_response_drops_the_connection(
+    scripted: StartOrigin, make_upstream: MakeUpstream
+) -> None:
+    wrong = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"  # a HEAD answer has no body: these bytes are not ours
+    origin = await scripted(lambda target: wrong if target == b"/h" else OK)
+    upstream = await make_upstream(origin.url)
+    async with await upstream.send(head("/h", "HEAD")) as response:
+        assert (response.head.status, response.body) == (200, b"")
+    async with await upstream.send(head("/next")) as response:
+        assert response.body == b"ok"  # never "hello"
+    assert [number for number, _ in origin.requests] == [1, 2]

@@ -122,6 +122,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False
+        self.pooled = False  # idle in the pool: any byte arriving now is a framing error
         self.idle_since = 0.0
         self._writable: asyncio.Future[None] | None = None
         self._paused = False
@@ -150,7 +151,7 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
 
     def data_received(self, data: bytes) -> None:
-        if self.done or self.idle_since:
+        if self.done or self.pooled:
             self.dirty = True  # bytes after the response, or while idle: the framing is not to be trusted
             self._close()
             return
@@ -330,8 +331,8 @@ class _Pool:
     def take_idle(self, now: float) -> _Connection | None:
         while self.idle:
             conn = self.idle.pop()
+            conn.pooled = False
             if not conn.closed and not conn.dirty and now - conn.idle_since < self.idle_timeout:
-                conn.idle_since = 0.0
                 return conn
             self.discard(conn, wake=False)
         return None
@@ -341,10 +342,10 @@ class _Pool:
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
-                conn.idle_since = 0.0
                 waiter.set_result(conn)
                 return
         conn.idle_since = now
+        conn.pooled = True
         self.idle.append(conn)
 
     def discard(self, conn: _Connection, *, wake: bool = True) -> None:

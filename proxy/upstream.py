@@ -52,6 +52,7 @@ _HIGH_WATER = 256 * 1024  # body bytes buffered before the socket stops being re
 _LOW_WATER = 64 * 1024
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})  # retried once when a reused connection was already closed
 _LENGTH_METHODS = frozenset({"POST", "PUT", "PATCH"})  # send Content-Length: 0 when they carry no body
+_SMALL_BODY = 64 * 1024  # request bodies up to this size are sent with the head in one write
 _HOP_BY_HOP = frozenset(name.encode("ascii") for name in HOP_BY_HOP)
 _NO_HEADERS = Headers()
 
@@ -637,9 +638,12 @@ class Upstream:
         """Write the request and wait for the final response head."""
         conn._reset(request.method == "HEAD")
         with _mapped_errors():
-            await conn.write(head)
-            if body:
-                await self._write_body(conn, body, chunked=b"\r\ntransfer-encoding: chunked\r\n" in head.lower())
+            if isinstance(body, bytes) and len(body) <= _SMALL_BODY:
+                await conn.write(head + body)  # one system call for the whole request
+            else:
+                await conn.write(head)
+                if body:
+                    await self._write_body(conn, body, chunked=b"\r\ntransfer-encoding: chunked\r\n" in head.lower())
             timeout = self.config.read_timeout
             while not conn.head_done:
                 if conn.error is not None:

@@ -357,6 +357,7 @@ class _Pool:
             conn = self.idle.pop()
             conn.pooled = False
             if not conn.closed and not conn.dirty and now - conn.idle_since < self.idle_timeout:
+                conn.reused = True
                 return conn
             self.discard(conn, wake=False)
         return None
@@ -552,7 +553,6 @@ class Upstream:
         while True:
             conn = pool.take_idle(now)
             if conn is not None:
-                conn.reused = True
                 return conn
             if pool.count < pool.size:
                 pool.count += 1
@@ -641,7 +641,7 @@ class Upstream:
         started = self._clock.monotonic()
         retry = request.method in _IDEMPOTENT and not body
         while True:
-            conn = await self._acquire(pool, started)
+            conn = pool.take_idle(started) or await self._acquire(pool, started)
             try:
                 await self._exchange(conn, request, head, body or None)
             except UpstreamConnectError:

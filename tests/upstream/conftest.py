@@ -69,6 +69,7 @@ class ScriptedOrigin:
     tls: ssl.SSLContext | None = None
     requests: list[tuple[int, bytes]] = field(default_factory=list)  # (connection number, request target)
     close_after: set[bytes] = field(default_factory=set)  # targets whose answer is followed by closing
+    drained: list[bytes] = field(default_factory=list)  # targets whose whole answer the client has taken in
     connections: int = 0
     server: asyncio.Server | None = None
 
@@ -101,6 +102,7 @@ class ScriptedOrigin:
                     break
                 writer.write(answer)
                 await writer.drain()
+                self.drained.append(target)
                 if target in self.close_after:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):

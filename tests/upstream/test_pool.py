@@ -96,3 +96,23 @@ async def test_concurrent_requests_never_exceed_pool_size(
 
     assert await asyncio.gather(*(one(n) for n in range(40))) == [b"ok"] * 40
     assert origin.connections <= size
+
+
+async def test_streamed_body_backpressure_reaches_the_origin(
+    scripted: StartOrigin, make_upstream: MakeUpstream
+) -> None:
+    """A consumer that stops reading stops the socket being read: the origin cannot write the rest of a 64 MiB body
+    until the consumer takes it (nothing is buffered without bound in the proxy)."""
+    size = 64 * 1024 * 1024
+    origin = await scripted(lambda _t: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size)
+    upstream = await make_upstream(origin.url, read_limit=1000)
+    async with await upstream.send(head("/big")) as response:
+        chunks = response.stream()
+        received = len(await anext(chunks))
+        for _ in range(200):  # give the origin every chance to push the rest, were the socket still read
+            await asyncio.sleep(0.005)
+        assert origin.drained == []
+        async for chunk in chunks:
+            received += len(chunk)
+    assert received == size
+    assert origin.drained == [b"/big"]

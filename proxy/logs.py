@@ -96,9 +96,16 @@ class AccessLog:
         try:
             while True:
                 await asyncio.sleep(self.interval)
-                self.flush()
+                self._flush_or_complain()
         finally:
+            self._flush_or_complain()
+
+    def _flush_or_complain(self) -> None:
+        """A batch that cannot be written (disk full, a closed pipe) is reported and dropped; the writer carries on."""
+        try:
             self.flush()
+        except Exception:
+            logging.getLogger("cacheproxy").exception("access log: a batch of lines could not be written")
 
 
 def open_access_log(target: str | None) -> int:

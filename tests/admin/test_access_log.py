@@ -155,3 +155,16 @@ def test_cli_flag_reaches_settings() -> None:
 
     args = build_parser().parse_args(["serve", "--upstream", "http://127.0.0.1:1", "--access-log-file", "/tmp/a.log"])
     assert settings_from_args(args).access_log_file == "/tmp/a.log"
+
+
+def test_writer_survives_a_failed_batch(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    path = tmp_path / "out.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    writer = AccessLog(fd, lines_formatter("text"))
+    writer.append("not a record")  # formatting fails: reported and dropped, the writer carries on
+    writer._flush_or_complain()
+    writer.append(record(7))
+    writer._flush_or_complain()
+    os.close(fd)
+    assert "access log: a batch of lines could not be written" in caplog.text
+    assert path.read_text().endswith("bytes=7\n")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from itertools import chain
 from typing import cast
 
 import httptools
@@ -24,7 +25,6 @@ from proxy.rfc.storable import HOP_BY_HOP
 
 NO_BODY_STATUSES = frozenset({204, 304})
 HIGH_WATER = 256 * 1024  # body bytes buffered before the socket stops being read
-HOP_BY_HOP_BYTES = frozenset(name.encode("ascii") for name in HOP_BY_HOP)
 NO_HEADERS = Headers()
 
 
@@ -136,7 +136,7 @@ class Connection(asyncio.Protocol):
             # cannot skip a body), which is why every exchange gets a fresh parser.
             self.done = True
         elif codings:
-            if codings.split(b",")[-1].strip().lower() != b"chunked":
+            if codings.split(",")[-1].strip().lower() != "chunked":
                 raise BadResponse("a transfer coding other than a final chunked")  # RFC 9112 §6.1
         elif self.length is None:
             self.eof_ends_body = True  # RFC 9112 §6.3 item 8: read until close, so never reused
@@ -164,26 +164,29 @@ class Connection(asyncio.Protocol):
 
     # for the client
 
-    def _read_fields(self) -> bytes:
+    def _read_fields(self) -> str:
         """The one pass over the final response's fields: the end-to-end ones become ``headers`` (RFC 9110 §7.6.1:
         fixed hop-by-hop fields and those named in ``Connection`` dropped), ``length`` is noted; returns the
-        Transfer-Encoding value (empty when there is none)."""
-        raw = self.raw_headers
-        lnames = [name.lower() for name, _ in raw]
-        if b"content-length" in lnames:
-            self.length = int(raw[lnames.index(b"content-length")][1])  # llhttp accepted it: digits, only one
-        drop = HOP_BY_HOP_BYTES.intersection(lnames)
+        Transfer-Encoding value (empty when there is none). Names and values are decoded and lower-cased in one
+        call each for the whole head (llhttp refuses NUL in a field, so it can separate them)."""
+        if not self.raw_headers:
+            self.headers = NO_HEADERS
+            return ""
+        text = b"\x00".join(chain.from_iterable(self.raw_headers)).decode("latin-1").split("\x00")
+        names, values = text[0::2], text[1::2]
+        lnames = "\x00".join(names).lower().split("\x00")
+        if "content-length" in lnames:
+            self.length = int(values[lnames.index("content-length")])  # llhttp accepted it: digits, only one
+        drop = HOP_BY_HOP.intersection(lnames)
         if not drop:
-            self.headers = Headers([(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw])
-            return b""
-        pairs = list(zip(lnames, raw, strict=True))
-        codings = b",".join([value for lname, (_, value) in pairs if lname == b"transfer-encoding"])
-        if b"connection" in drop:
-            named = [value for lname, (_, value) in pairs if lname == b"connection"]
-            drop = drop.union(token.strip().lower() for token in b",".join(named).split(b","))
-        self.headers = Headers(
-            [(name.decode("latin-1"), value.decode("latin-1")) for lname, (name, value) in pairs if lname not in drop]
-        )
+            self.headers = Headers(zip(names, values, strict=True))
+            return ""
+        fields = list(zip(lnames, names, values, strict=True))
+        codings = ",".join([value for lname, _, value in fields if lname == "transfer-encoding"])
+        if "connection" in drop:
+            named = ",".join([value for lname, _, value in fields if lname == "connection"])
+            drop = drop.union(token.strip().lower() for token in named.split(","))
+        self.headers = Headers([(name, value) for lname, name, value in fields if lname not in drop])
         return codings
 
     def _fail(self, exc: BaseException) -> None:

@@ -299,25 +299,24 @@ class Upstream:
         """The request line and fields as sent: the target and fields ``Forwarding`` chose, plus Host and framing."""
         streamed = body is not None and not isinstance(body, bytes)
         target = self._forwarding.url(request)[len(self._origin) :] or "/"
-        lines = [f"{request.method} {target} HTTP/1.1\r\n"]
-        seen: set[str] = set()
-        for name, value in self._forwarding.headers(request, streamed=streamed):
-            lines.append(f"{name}: {value}\r\n")
-            if name[0] in "HhAaCc":  # the only names looked for below: Host, Authorization, Content-Length
-                seen.add(name.lower())
+        fields = self._forwarding.headers(request, streamed=streamed).items()
+        # Only Host, Authorization and Content-Length are looked for below: the rest need no lower-casing.
+        seen = {name.lower() for name, _ in fields if name[0] in "HhAaCc"}
+        head = [f"{request.method} {target} HTTP/1.1\r\n"]
         if "host" not in seen:
-            lines.insert(1, self._host_line)
+            head.append(self._host_line)
+        head += [f"{name}: {value}\r\n" for name, value in fields]
         if self._credentials is not None and "authorization" not in seen:
-            lines.append(f"Authorization: {self._credentials}\r\n")
+            head.append(f"Authorization: {self._credentials}\r\n")
         if streamed:
             if "content-length" not in seen:
-                lines.append("Transfer-Encoding: chunked\r\n")
+                head.append("Transfer-Encoding: chunked\r\n")
         elif isinstance(body, bytes) and body:
-            lines.append(f"Content-Length: {len(body)}\r\n")
+            head.append(f"Content-Length: {len(body)}\r\n")
         elif request.method in _LENGTH_METHODS:
-            lines.append("Content-Length: 0\r\n")
-        lines.append("\r\n")
-        return "".join(lines).encode("utf-8")  # Forwarding's ``wire`` made the received bytes UTF-8 text
+            head.append("Content-Length: 0\r\n")
+        head.append("\r\n")
+        return "".join(head).encode("utf-8")  # Forwarding's ``wire`` made the received bytes UTF-8 text
 
     async def send(
         self,

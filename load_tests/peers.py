@@ -287,7 +287,7 @@ def goals(targets: Sequence[Target], medians: dict[str, WrkResult], cpu: dict[st
             verdict = "meets" if value >= wanted else "BELOW"
             lines.append(f"{kind}/{base} {value:.2f}   goal >= {wanted}: {verdict}")
     if cpu:
-        names = {}
+        names: dict[str, str] = {}
         for target in targets:
             if target.server in ("bare", "cacheproxy"):
                 names.setdefault(target.kind, target.name)

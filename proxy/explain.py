@@ -11,10 +11,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.cache.keys import key_parts, primary_key
-from proxy.messages import Headers, RequestHead, ResponseHead
+from proxy.messages import UNSAFE_METHODS, Headers, RequestHead, ResponseHead
 from proxy.rfc.decisions import DontStore, Reason
 from proxy.rfc.storable import assess
-from proxy.rules.match import UNSAFE_METHODS
 from proxy.rules.model import Route, Rules, RulesFile
 
 _WHY_NOT: dict[Reason, str] = {

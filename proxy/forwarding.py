@@ -7,8 +7,7 @@ configuration only: request bytes never choose it.
 
 from __future__ import annotations
 
-from proxy.messages import VIA, Headers, RequestHead
-from proxy.rfc.storable import HOP_BY_HOP
+from proxy.messages import HOP_BY_HOP, Headers, RequestHead, merged_via
 
 # Request-side only: credentials meant for this proxy (RFC 9110 §11.7.2), never for the origin.
 # Never forwarded as received: Proxy-Authorization is for this hop; Host is the upstream's (set by the client) unless
@@ -65,7 +64,7 @@ class Forwarding:
                 forwarded_for.append(value)
             else:
                 out.append((wire(name), wire(value)))
-        out.append(("Via", wire(", ".join([*via, VIA]))))
+        out.append(("Via", wire(merged_via(via))))
         if request.client:
             forwarded_for.append(request.client)
         if forwarded_for:

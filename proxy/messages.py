@@ -135,22 +135,6 @@ class Headers:
             return self
         return Headers((k, v) for k, v in self._items if k.lower() not in drop)
 
-    def with_(self, name: str, value: str) -> Headers:
-        """A copy where ``name`` has exactly one value, placed where the first old one was (or at the end)."""
-        lname = name.lower()
-        out: list[tuple[str, str]] = []
-        placed = False
-        for k, v in self._items:
-            if k.lower() == lname:
-                if not placed:
-                    out.append((name, value))
-                    placed = True
-                continue
-            out.append((k, v))
-        if not placed:
-            out.append((name, value))
-        return Headers(out)
-
     def adding(self, name: str, value: str) -> Headers:
         """A copy with one more field line at the end."""
         return Headers((*self._items, (name, value)))
@@ -194,6 +178,32 @@ def split_list(value: str) -> list[str]:
 
 
 VIA = "1.1 cacheproxy"
+
+# RFC 9110 §9.2.1 and §9.2.2: the methods this proxy treats by their semantics; each set is spelled here only.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})  # invalidate on success (RFC 9111 §4.4)
+CACHEABLE_METHODS = frozenset({"GET", "HEAD"})  # what this cache stores and serves (a HEAD miss fetches the GET)
+
+# RFC 9110 §7.6.1: connection-specific fields, never stored or forwarded (plus those named in ``Connection``).
+HOP_BY_HOP: frozenset[str] = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "trailer",
+        "proxy-authenticate",
+    }
+)
+
+
+def merged_via(received: list[str]) -> str:
+    """RFC 9110 §7.6.3: the ``Via`` values received, in order, with this proxy's own member appended."""
+    return ", ".join([*received, VIA])
+
+
 # Fields the cache recomputes (Age) or keeps to itself (the origin's purge tags).
 HIDDEN_FIELDS = frozenset({"age", "surrogate-key", "cache-tag"})
 
@@ -215,8 +225,7 @@ def serving_headers(headers: Headers, body_length: int | None) -> list[tuple[byt
         out.append((lname.encode("latin-1"), value.encode("latin-1")))
     if body_length is not None and not has_length:
         out.append((b"content-length", str(body_length).encode()))
-    via.append(VIA)
-    out.append((b"via", ", ".join(via).encode("latin-1")))
+    out.append((b"via", merged_via(via).encode("latin-1")))
     return out
 
 

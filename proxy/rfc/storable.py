@@ -9,27 +9,13 @@ stale windows.
 
 from __future__ import annotations
 
-from proxy.messages import Headers, RequestHead, ResponseHead
+from proxy.messages import HOP_BY_HOP, Headers, RequestHead, ResponseHead
 from proxy.rfc.age import corrected_initial_age
 from proxy.rfc.decisions import DontStore, Reason, Store
 from proxy.rfc.directives import Directives, request_directives, response_directives
 from proxy.rfc.freshness import HEURISTICALLY_CACHEABLE, explicit_freshness, heuristic_freshness
 from proxy.rfc.policy import Policy, SetCookiePolicy
 from proxy.rfc.validation import has_validator
-
-# RFC 9110 §7.6.1: connection-specific fields, never stored or forwarded.
-HOP_BY_HOP: frozenset[str] = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "transfer-encoding",
-        "upgrade",
-        "trailer",
-        "proxy-authenticate",
-    }
-)
 
 # RFC 9111 §5.2.2.3: the final status codes whose caching requirements this cache implements. 206 (no range
 # support) and 304 (merged into a stored response, never stored itself) are deliberately absent.

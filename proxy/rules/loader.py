@@ -18,8 +18,9 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from proxy.errors import RulesError
+from proxy.messages import UNSAFE_METHODS
 from proxy.rfc.policy import Policy
-from proxy.rules.match import UNSAFE_METHODS, covers
+from proxy.rules.match import covers
 from proxy.rules.model import (
     DefaultsFields,
     KeyFields,

@@ -25,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from proxy.storage.abilities import ErrorCounting
 from proxy.storage.base import Storage, StoreStats
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -144,23 +145,21 @@ class Metrics:
         reg.register(self.stores)
         self._seen_errors: dict[tuple[str, str], int] = {}
 
-    async def refresh_stores(self, stores: Iterable[Storage]) -> dict[str, StoreStats]:
+    async def refresh_stores(self, stores: Iterable[tuple[Storage, ErrorCounting | None]]) -> dict[str, StoreStats]:
         """Read every store's figures (a failing store is left out) and turn error counts into counter steps."""
         found: dict[str, StoreStats] = {}
-        for store in stores:
+        for store, counting in stores:
             try:
                 found[store.name] = await store.stats()
             except Exception:  # a store that cannot report is shown by readyz; the scrape still answers
                 continue
-            self._count_store_errors(store)
+            if counting is not None:
+                self._count_store_errors(store, counting)
         self.stores.stats = found
         return found
 
-    def _count_store_errors(self, store: Storage) -> None:
-        counts = getattr(store, "error_counts", None)
-        if not callable(counts):
-            return
-        for op, total in counts().items():
+    def _count_store_errors(self, store: Storage, counting: ErrorCounting) -> None:
+        for op, total in counting.error_counts().items():
             ident = (store.name, str(op))
             step = int(total) - self._seen_errors.get(ident, 0)
             if step > 0:

@@ -1,15 +1,21 @@
-"""What the service hands back to the ASGI edge: an ``Answer``, built from a stored entry, an upstream response or an
-error. Headers are ASGI byte pairs ready to send, so the edge does no work beyond sending them.
+"""The ``Answer``: the one frozen value the cache driver hands back to the edge for a request.
+
+It is built once, complete (status, byte-pair headers ready to send, the body or a stream, the typed ``Reason``,
+the route and key), by the functions below; nothing amends it afterwards. The ``Cache-Status`` line in its headers
+was rendered from the same typed ``Reason`` (``proxy.cache.replies``), never from a free string. Which answer each
+outcome of the driver gets is ``proxy.cache.replies``' job; this module only knows how to build one from a stored
+entry, an upstream response, or an error.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead, serving_headers
 from proxy.rfc.age import age_header_value
+from proxy.rfc.decisions import Reason
 from proxy.rfc.validation import client_not_modified, not_modified_head
 
 
@@ -25,64 +31,122 @@ class CacheOutcome(StrEnum):
     ERROR = "error"  # the upstream failed and nothing stored could stand in
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What was asked, for every answer to it: the request, the name of the route it matched, its cache key."""
+
+    request: RequestHead
+    route: str = "default"
+    key: str | None = None  # None: not looked up in the cache (bypassed route, unsafe method)
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """What the upstream exchange behind an answer took and returned (for metrics and the access log)."""
+
+    elapsed: float
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     status: int
     headers: list[tuple[bytes, bytes]]
     body: bytes = b""
-    stream: AsyncIterator[bytes] | None = None
-    release: Callable[[], Awaitable[None]] | None = None
+    stream: AsyncIterator[bytes] | None = None  # the body, when it is streamed from the upstream
+    release: Callable[[], Awaitable[None]] | None = None  # give the upstream connection back when sent
     outcome: CacheOutcome = CacheOutcome.MISS
-    detail: str = ""
+    reason: Reason | None = None  # why it was not a plain fresh hit or a stored miss; Cache-Status ``detail``
     route: str = "default"
-    upstream_time: float | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    key: str | None = None
+    upstream: Upstream | None = None
+
+    @property
+    def detail(self) -> str:
+        """The reason as its token (empty when none): the access log's ``detail``."""
+        return "" if self.reason is None else self.reason.value
+
+    @property
+    def upstream_time(self) -> float | None:
+        return None if self.upstream is None else self.upstream.elapsed
+
+    @property
+    def extra(self) -> dict[str, str]:
+        """Deprecated: read ``key`` and ``upstream`` (kept while ``proxy.endpoint``'s debug headers read ``extra``)."""
+        found = {} if self.key is None else {"key": self.key}
+        if self.upstream is not None:
+            found["upstream_status"] = str(self.upstream.status)
+        return found
+
+
+def _status_pair(line: str) -> tuple[bytes, bytes]:
+    return (b"cache-status", line.encode("latin-1"))
 
 
 def entry_answer(
-    request: RequestHead, entry: Entry, age: float, status_line: str, outcome: CacheOutcome, detail: str = ""
+    asked: Asked,
+    entry: Entry,
+    age: float,
+    status_line: str,
+    outcome: CacheOutcome,
+    reason: Reason | None = None,
+    upstream: Upstream | None = None,
 ) -> Answer:
     """Serve ``entry``: a 304 when the client's own validators match (RFC 9110 §13.1), no body for HEAD."""
+    request = asked.request
     age_pair = (b"age", age_header_value(age).encode())
-    status_pair = (b"cache-status", status_line.encode("latin-1"))
-    if entry.head.status == 200 and client_not_modified(request, entry.head):
-        head = not_modified_head(entry.head)
-        return Answer(
-            304, [*serving_headers(head.headers, None), age_pair, status_pair], outcome=outcome, detail=detail
-        )
-    body = b"" if request.method == "HEAD" else entry.body
-    return Answer(entry.head.status, [*entry.wire_headers, age_pair, status_pair], body, outcome=outcome, detail=detail)
+    status, body = entry.head.status, entry.body
+    if status == 200 and client_not_modified(request, entry.head):
+        status, body = 304, b""
+        headers = [*serving_headers(not_modified_head(entry.head).headers, None), age_pair, _status_pair(status_line)]
+    else:
+        headers = [*entry.wire_headers, age_pair, _status_pair(status_line)]
+    if request.method == "HEAD":
+        body = b""
+    return Answer(
+        status, headers, body, outcome=outcome, reason=reason, route=asked.route, key=asked.key, upstream=upstream
+    )
 
 
 def response_answer(
-    request: RequestHead,
+    asked: Asked,
     head: ResponseHead,
     body: bytes | None,
     status_line: str,
     outcome: CacheOutcome,
-    detail: str = "",
+    reason: Reason | None = None,
     *,
     conditional: bool = True,
+    stream: AsyncIterator[bytes] | None = None,
+    release: Callable[[], Awaitable[None]] | None = None,
+    upstream: Upstream | None = None,
 ) -> Answer:
-    """Answer with a response just received from the upstream (``body`` None: the caller streams it)."""
-    status_pair = (b"cache-status", status_line.encode("latin-1"))
+    """Answer with a response just received from the upstream (``body`` None: ``stream`` carries it)."""
+    request = asked.request
     if conditional and head.status == 200 and client_not_modified(request, head):
-        nm = not_modified_head(head)
-        return Answer(304, [*serving_headers(nm.headers, None), status_pair], outcome=outcome, detail=detail)
-    length = None if body is None else len(body)
-    headers = [*serving_headers(head.headers, length), status_pair]
-    payload = b"" if body is None or request.method == "HEAD" else body
-    return Answer(head.status, headers, payload, outcome=outcome, detail=detail)
-
-
-def error_answer(status: int, text: str, status_line: str, detail: str) -> Answer:
-    """A short plain-text error (502, 504): one line, never a traceback."""
-    body = (text.rstrip("\n") + "\n").encode()
-    headers = Headers(
-        (
-            ("content-type", "text/plain; charset=utf-8"),
-            ("cache-control", "no-store"),
-        )
+        head, body, stream = not_modified_head(head), None, None
+        headers = [*serving_headers(head.headers, None), _status_pair(status_line)]
+    else:
+        headers = [*serving_headers(head.headers, None if body is None else len(body)), _status_pair(status_line)]
+    if request.method == "HEAD":
+        body, stream = None, None
+    return Answer(
+        head.status,
+        headers,
+        body or b"",
+        stream,
+        release,
+        outcome=outcome,
+        reason=reason,
+        route=asked.route,
+        key=asked.key,
+        upstream=upstream,
     )
-    pairs = [*serving_headers(headers, len(body)), (b"cache-status", status_line.encode("latin-1"))]
-    return Answer(status, pairs, body, outcome=CacheOutcome.ERROR, detail=detail)
+
+
+def error_answer(asked: Asked, status: int, text: str, status_line: str, reason: Reason) -> Answer:
+    """A short plain-text error (502, 503, 504): one line, never a traceback."""
+    body = (text.rstrip("\n") + "\n").encode()
+    headers = Headers((("content-type", "text/plain; charset=utf-8"), ("cache-control", "no-store")))
+    pairs = [*serving_headers(headers, len(body)), _status_pair(status_line)]
+    return Answer(status, pairs, body, outcome=CacheOutcome.ERROR, reason=reason, route=asked.route, key=asked.key)

@@ -1,8 +1,10 @@
-"""One exchange with the upstream on behalf of the cache: send, decide storability, store, tell the followers.
+"""One fetch from the origin on behalf of the cache: send, decide storability, store, tell the followers.
 
+The origin is reached through the port ``proxy.origin.Origin`` only (no HTTP client library is imported here).
 A leader publishes to its flight as early as it knows: ``NotShared`` right after the response head when the response
 is not for others (so followers go upstream at once), ``Shared(entry)`` once the entry is stored. Whatever happens, the
-flight is landed when the exchange ends, so no follower waits on a leader that is gone.
+flight is finished when the fetch ends, so no follower waits on a leader that is gone. What a fetch returns to the
+client that caused it is a frozen ``Fetched``.
 """
 
 from __future__ import annotations
@@ -10,25 +12,26 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from typing import Final
 
 from proxy.cache.coalesce import Coalescer, Failed, Flight, Lease, NotShared, Shared
 from proxy.clock import Clock
 from proxy.errors import StorageError, UpstreamError, UpstreamTimeout
 from proxy.messages import Entry, RequestHead, ResponseHead
+from proxy.origin import Origin, OriginResponse
 from proxy.rfc.age import format_http_date
-from proxy.rfc.decisions import DontStore, Forward, Fwd, Reason, Revalidate, Serve, Store
+from proxy.rfc.decisions import Decision, DontStore, Forward, Fwd, Reason, Revalidate, Serve, Store
 from proxy.rfc.reuse import decide
 from proxy.rfc.storable import assess, surrogate_keys
 from proxy.rfc.validation import conditional_request, merge_304, strip_conditionals, validator_matches
 from proxy.rfc.vary import vary_names, vary_snapshot
 from proxy.rules.model import Route
 from proxy.storage.base import Storage
-from proxy.upstream import Upstream, UpstreamResponse
 
 log = logging.getLogger("cacheproxy.fetch")
 
 # RFC 5861 §4: the error statuses under which stale-if-error may serve a stale entry.
-ERROR_STATUSES = frozenset({500, 502, 503, 504})
+ERROR_STATUSES: Final = frozenset({500, 502, 503, 504})
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,20 +45,20 @@ class Job:
     store: Storage
 
 
-@dataclass(slots=True)
-class Exchange:
-    """The result of one upstream exchange, for the client that caused it."""
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """What one fetch gave the client that caused it."""
 
     head: ResponseHead  # what this client gets (with its own Set-Cookie when the route strips them from the entry)
     body: bytes | None  # None: too large to read whole; stream it from ``response``
     upstream_status: int
     elapsed: float
-    response: UpstreamResponse | None = None
+    response: OriginResponse | None = None
     entry: Entry | None = None
     stored: bool = False
     revalidated: bool = False  # a 304 confirmed ``entry``
-    detail: str = ""  # why it was not stored, if it was not
-    fallback_ok: bool = False  # an error status that stale-if-error may stand in for
+    not_stored: Reason | None = None  # why it was not stored, if it was not
+    error_status: bool = False  # an error status (RFC 5861 §4) that the decision's stale entry may stand in for
     collapsed: bool = False  # ``entry`` came from another process's fetch (cross-process single-flight)
 
     def stream(self) -> AsyncIterator[bytes]:
@@ -68,6 +71,20 @@ class Exchange:
             await self.response.release()
 
 
+def stand_in(decision: Decision) -> Entry | None:
+    """The stored entry that may stand in for an upstream failure (RFC 5861 §4), if the decision allows one."""
+    if isinstance(decision, Revalidate) and decision.stale_if_error:
+        return decision.entry
+    if isinstance(decision, Forward):
+        return decision.fallback
+    return None
+
+
+def fwd_of(decision: Decision) -> Fwd:
+    """RFC 9211 §2.2: why this request went forward (a revalidation always reads ``stale``)."""
+    return decision.fwd if isinstance(decision, Forward) else Fwd.STALE
+
+
 def upstream_error_text(status: int, error: UpstreamError) -> str:
     if isinstance(error, UpstreamTimeout) or status == 504:
         return "504 Gateway Timeout: the upstream did not answer in time"
@@ -77,21 +94,21 @@ def upstream_error_text(status: int, error: UpstreamError) -> str:
 
 
 class Fetcher:
-    def __init__(self, *, upstream: Upstream, clock: Clock, coalescer: Coalescer, lease: Lease | None) -> None:
-        self.upstream = upstream
+    def __init__(self, *, origin: Origin, clock: Clock, coalescer: Coalescer, lease: Lease | None) -> None:
+        self.origin = origin
         self.clock = clock
         self.coalescer = coalescer
         self.lease = lease
 
-    async def passthrough(self, request: RequestHead, body: AsyncIterator[bytes] | None, route: Route) -> Exchange:
+    async def passthrough(self, request: RequestHead, body: AsyncIterator[bytes] | None, route: Route) -> Fetched:
         """Send ``request`` as it is, for bypassed routes and unsafe methods."""
         started = self.clock.monotonic()
-        response = await self.upstream.send(request, body, read_limit=route.policy.max_object_size)
-        return Exchange(response.head, response.body, response.head.status, self.clock.monotonic() - started, response)
+        response = await self.origin.send(request, body, read_limit=route.policy.max_object_size)
+        return Fetched(response.head, response.body, response.head.status, self.clock.monotonic() - started, response)
 
-    async def exchange(
+    async def fetch(
         self, job: Job, decision: Revalidate | Forward, flight: Flight | None, store_it: bool = True
-    ) -> Exchange:
+    ) -> Fetched:
         """Fetch for ``job``; as a flight's leader, take the cross-process lease first and tell the followers."""
         key, route = job.key, job.route
         held = False
@@ -107,21 +124,23 @@ class Fetcher:
                     return stored
                 if not held:
                     held = await self.lease.acquire(key)
-            return await self._exchange(job, decision, flight, store_it)
+            return await self._send_and_store(job, decision, flight, store_it)
         except UpstreamError as error:
             if flight is not None:
-                self.coalescer.land(flight, Failed(error))
+                self.coalescer.finish(flight, Failed(error))
             raise
         finally:
             if held and self.lease is not None:
                 await self.lease.release(key)
             if flight is not None:
-                self.coalescer.land(flight, NotShared(Reason.NOT_STORED))
+                self.coalescer.finish(flight, NotShared(Reason.NOT_STORED))
 
-    async def _fresh_in_store(self, job: Job, flight: Flight) -> Exchange | None:
+    async def _fresh_in_store(self, job: Job, flight: Flight) -> Fetched | None:
         """Another process's fetch for this key, if it stored an entry that this request may be served fresh.
 
-        ``None`` when it did not (nothing stored, Vary or Authorization mismatch, not fresh): fetch after all.
+        ``None`` when it did not (nothing stored, Vary or Authorization mismatch, not fresh): fetch after all. This
+        is a second lookup (the store changed while we waited on the lease), so it asks ``decide`` about the new
+        candidates; the request's own decision was taken once, before.
         """
         try:
             entries = await job.store.get(job.key)
@@ -132,11 +151,11 @@ class Fetcher:
             return None
         entry = decision.entry
         _publish(flight, Shared(entry))
-        return Exchange(entry.head, entry.body, entry.head.status, 0.0, entry=entry, collapsed=True)
+        return Fetched(entry.head, entry.body, entry.head.status, 0.0, entry=entry, collapsed=True)
 
-    async def _exchange(
+    async def _send_and_store(
         self, job: Job, decision: Revalidate | Forward, flight: Flight | None, store_it: bool
-    ) -> Exchange:
+    ) -> Fetched:
         request, route = job.request, job.route
         if isinstance(decision, Revalidate):
             outgoing = conditional_request(request, decision.entry)
@@ -146,7 +165,7 @@ class Fetcher:
                 outgoing = replace(outgoing, method="GET")  # a HEAD miss fetches the GET to store
         request_time = self.clock.now()
         started = self.clock.monotonic()
-        response = await self.upstream.send(outgoing, job.body, read_limit=route.policy.max_object_size)
+        response = await self.origin.send(outgoing, job.body, read_limit=route.policy.max_object_size)
         response_time = self.clock.now()
         elapsed = self.clock.monotonic() - started
         status = response.head.status
@@ -158,12 +177,10 @@ class Fetcher:
                 )
             # RFC 9111 §4.3.4: a 304 that selects nothing stored: ask again without conditions.
             await response.release()
-            return await self._exchange(job, Forward(Fwd.STALE, Reason.STALE), flight, store_it)
-        exchange = Exchange(response.head, response.body, status, elapsed, response)
-        if status in ERROR_STATUSES and _has_fallback(decision):
-            exchange.fallback_ok = True
+            return await self._send_and_store(job, Forward(Fwd.STALE, Reason.STALE), flight, store_it)
+        if status in ERROR_STATUSES and stand_in(decision) is not None:
             _publish(flight, NotShared(Reason.STATUS))
-            return exchange
+            return Fetched(response.head, response.body, status, elapsed, response, error_status=True)
         verdict = assess(
             outgoing,
             response.head,
@@ -174,16 +191,22 @@ class Fetcher:
         )
         if isinstance(verdict, DontStore) or response.body is None or not store_it:
             reason = verdict.reason if isinstance(verdict, DontStore) else Reason.TOO_LARGE
-            exchange.detail = reason if store_it or response.body is None else Reason.COALESCE_TIMEOUT
+            not_stored = reason if store_it or response.body is None else Reason.COALESCE_TIMEOUT
             _publish(flight, NotShared(reason))
-            return exchange
+            return Fetched(response.head, response.body, status, elapsed, response, not_stored=not_stored)
         entry = _entry(job.key, outgoing, verdict, response.body, route, request_time, response_time)
-        exchange.entry = entry
-        exchange.stored = await _put(job.store, job.key, entry, verdict.ttl)
-        if not exchange.stored:
-            exchange.detail = Reason.STORE_ERROR
+        stored = await _put(job.store, job.key, entry, verdict.ttl)
         _publish(flight, Shared(entry))
-        return exchange
+        return Fetched(
+            response.head,
+            response.body,
+            status,
+            elapsed,
+            response,
+            entry=entry,
+            stored=stored,
+            not_stored=None if stored else Reason.STORE_ERROR,
+        )
 
     async def _refreshed(
         self,
@@ -194,7 +217,7 @@ class Fetcher:
         flight: Flight | None,
         times: tuple[float, float],
         elapsed: float,
-    ) -> Exchange:
+    ) -> Fetched:
         """RFC 9111 §4.3.4: freshen the stored entry with the 304's fields and keep serving its body."""
         request_time, response_time = times
         merged = merge_304(entry.head, not_modified, received=response_time)
@@ -210,7 +233,7 @@ class Fetcher:
         if isinstance(verdict, DontStore):
             fresh = replace(entry, head=merged, request_time=request_time, response_time=response_time)
             _publish(flight, NotShared(verdict.reason))
-            return Exchange(merged, fresh.body, 304, elapsed, entry=fresh, revalidated=True, detail=verdict.reason)
+            return Fetched(merged, fresh.body, 304, elapsed, entry=fresh, revalidated=True, not_stored=verdict.reason)
         fresh = replace(
             _entry(job.key, outgoing, verdict, entry.body, route, request_time, response_time),
             url=entry.url,
@@ -219,21 +242,15 @@ class Fetcher:
         )
         stored = await _put(job.store, job.key, fresh, verdict.ttl)
         _publish(flight, Shared(fresh))
-        detail = "" if stored else Reason.STORE_ERROR
-        return Exchange(
-            fresh.head, fresh.body, 304, elapsed, entry=fresh, stored=stored, revalidated=True, detail=detail
+        not_stored = None if stored else Reason.STORE_ERROR
+        return Fetched(
+            fresh.head, fresh.body, 304, elapsed, entry=fresh, stored=stored, revalidated=True, not_stored=not_stored
         )
 
 
 def _publish(flight: Flight | None, outcome: Shared | NotShared) -> None:
     if flight is not None:
         flight.publish(outcome)
-
-
-def _has_fallback(decision: Revalidate | Forward) -> bool:
-    if isinstance(decision, Revalidate):
-        return decision.stale_if_error
-    return decision.fallback is not None
 
 
 def _tags(verdict: Store, route: Route) -> tuple[str, ...]:

@@ -42,9 +42,12 @@ class Reason(StrEnum):
     MUST_UNDERSTAND = "must-understand"
     VARY_STAR = "vary-star"
     TOO_LARGE = "too-large"
-    # Upstream trouble.
+    # Upstream trouble: one per ``proxy.errors.UpstreamError`` class, the same token as its ``detail``.
     UPSTREAM_ERROR = "upstream-error"
-    UPSTREAM_TIMEOUT = "upstream-timeout"
+    CONNECT_FAILED = "connect-failed"
+    UPSTREAM_TIMEOUT = "timeout"
+    PROTOCOL_ERROR = "protocol-error"
+    POOL_EXHAUSTED = "pool-exhausted"
     COALESCE_TIMEOUT = "coalesce-timeout"
     STORE_ERROR = "store-error"
 
@@ -124,6 +127,3 @@ class Store:
 @dataclass(frozen=True, slots=True)
 class DontStore:
     reason: Reason
-
-
-StoreVerdict = Store | DontStore

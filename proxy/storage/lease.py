@@ -18,13 +18,14 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from proxy.clock import SYSTEM_CLOCK, Clock
+from proxy.storage import redis_layout as layout
 from proxy.storage.breaker import Guard
-from proxy.storage.redis import Client
+from proxy.storage.redis_client import Client
 from proxy.storage.redis_pubsub import Subscriber, publish
 
 log = logging.getLogger("cacheproxy.lease")
 
-CHANNEL = "cp:lease-done"
+CHANNEL = layout.LEASE_DONE_CHANNEL
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -34,10 +35,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 """
 _ERRORS = (RedisError, OSError, TimeoutError)
-
-
-def lease_name(key: str) -> str:
-    return f"cp:{{{key}}}:lease"
 
 
 class RedisLease:
@@ -68,7 +65,7 @@ class RedisLease:
         """Take the lease; False when another process holds it. A Redis failure counts as taken (fetch anyway)."""
 
         async def take() -> bool:
-            return bool(await self.client.set(lease_name(key), self.token, nx=True, px=int(self.ttl * 1000)))
+            return bool(await self.client.set(layout.lease_key(key), self.token, nx=True, px=int(self.ttl * 1000)))
 
         taken = await self.guard.call("lease", take, self.timeout, None)
         if taken is None:
@@ -83,7 +80,7 @@ class RedisLease:
             await asyncio.sleep(self.ttl / 3)
             with contextlib.suppress(*_ERRORS):
                 async with asyncio.timeout(self.timeout):
-                    await self._renew(keys=[lease_name(key)], args=[self.token, int(self.ttl * 1000)])
+                    await self._renew(keys=[layout.lease_key(key)], args=[self.token, int(self.ttl * 1000)])
 
     async def release(self, key: str) -> None:
         renewal = self._held.pop(key, None)
@@ -92,7 +89,7 @@ class RedisLease:
         renewal.cancel()
         try:
             async with asyncio.timeout(self.timeout):
-                await self._release(keys=[lease_name(key)], args=[self.token])
+                await self._release(keys=[layout.lease_key(key)], args=[self.token])
                 await publish(self.client, CHANNEL, key.encode())
         except _ERRORS as error:
             log.debug("lease on %s not released (%s): it expires by itself", key, error)
@@ -116,7 +113,7 @@ class RedisLease:
 
     async def _exists(self, key: str) -> bool:
         async def exists() -> bool:
-            return bool(await self.client.exists(lease_name(key)))
+            return bool(await self.client.exists(layout.lease_key(key)))
 
         return await self.guard.call("lease", exists, self.timeout, False)
 

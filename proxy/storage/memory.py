@@ -17,11 +17,11 @@ The store lives inside one event loop and never awaits, so it takes no locks. Bo
 from __future__ import annotations
 
 from collections import OrderedDict
-from urllib.parse import urlsplit
 
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.messages import Entry
 from proxy.storage.base import StoreStats
+from proxy.storage.urls import url_path
 
 Ident = tuple[str, str]  # (primary key, Entry.variant)
 
@@ -33,12 +33,6 @@ class _Slot:
         self.entry = entry
         self.expires = expires
         self.size = size
-
-
-def url_path(url: str) -> str:
-    """What purge by prefix compares: the part of an absolute URL after scheme and host (path, ``?query``)."""
-    parts = urlsplit(url)
-    return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
 class MemoryStorage:

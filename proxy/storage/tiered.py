@@ -22,13 +22,14 @@ import secrets
 
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.messages import Entry
+from proxy.storage import redis_layout as layout
 from proxy.storage.base import StoreStats
 from proxy.storage.lease import RedisLease
 from proxy.storage.memory import MemoryStorage
 from proxy.storage.redis import RedisStorage
 from proxy.storage.redis_pubsub import Subscriber, publish
 
-CHANNEL = "cp:inval"
+CHANNEL = layout.INVALIDATION_CHANNEL
 log = logging.getLogger("cacheproxy.storage")
 
 

@@ -56,12 +56,3 @@ class ProxyApp:
             yield
         finally:
             await self.runtime.close()
-
-
-def create_app_from_env() -> ProxyApp:
-    """The factory uvicorn workers call (``--workers N``): settings come from ``CACHEPROXY_*``."""
-    from proxy.server import configure_logging
-
-    settings = Settings.from_env()
-    configure_logging(settings)
-    return ProxyApp(settings)

@@ -13,8 +13,9 @@ The contract, for every implementation:
   ``stream`` (``body`` is ``None``);
 - failures raise the ``UpstreamError`` tree of ``proxy.errors`` (connect 502, timeout 504, protocol 502, busy 503),
   mapped from the client's own errors once, inside the implementation;
-- every response is released exactly once it is no longer needed (``release`` is idempotent); releasing before the body
-  was read to its end closes the connection instead of returning it to a pool.
+- a response whose body was read whole is complete: its connection is already back in the pool. One whose body is
+  streamed must be released once it is no longer needed (``release`` is idempotent); releasing before the body was
+  read to its end closes the connection instead of returning it to a pool.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The ``Answer``: the one frozen value the cache driver hands back to the edge for a request.
 
-It is built once, complete (status, byte-pair headers ready to send, the body or a stream, the typed ``Reason``,
-the route and key), by the functions below; nothing amends it afterwards. The ``Cache-Status`` line in its headers
-was rendered from the same typed ``Reason`` (``proxy.cache.replies``), never from a free string. Which answer each
-outcome of the driver gets is ``proxy.cache.replies``' job; this module only knows how to build one from a stored
-entry, an upstream response, or an error.
+It is built once, complete (status, byte-pair headers ready to send, the body or a stream, its typed
+``CacheStatus``, the route and key), by the functions below; nothing amends it afterwards. The ``Cache-Status`` line
+in its headers is rendered from that typed value, whose ``detail`` is a ``Reason`` (never a free string), and the
+answer's ``reason`` is the same ``Reason``. Which answer each outcome of the driver gets is ``proxy.cache.replies``'
+job; this module only knows how to build one from a stored entry, an upstream response, or an error.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from enum import StrEnum
 
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead, serving_headers
 from proxy.rfc.age import age_header_value
-from proxy.rfc.decisions import Reason
+from proxy.rfc.cache_status import cache_status
+from proxy.rfc.decisions import Fwd, Reason
 from proxy.rfc.validation import client_not_modified, not_modified_head
 
 
@@ -32,12 +33,39 @@ class CacheOutcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class CacheStatus:
+    """This cache's ``Cache-Status`` member (RFC 9211 §2), typed: ``detail`` is the answer's ``Reason``."""
+
+    hit: bool = False
+    fwd: Fwd | None = None
+    fwd_status: int | None = None
+    ttl: float | None = None
+    stored: bool = False
+    collapsed: bool = False
+    detail: Reason | None = None
+
+    def line(self, name: str) -> str:
+        return cache_status(
+            name,
+            hit=self.hit,
+            fwd=self.fwd,
+            fwd_status=self.fwd_status,
+            ttl=self.ttl,
+            stored=self.stored,
+            collapsed=self.collapsed,
+            detail=None if self.detail is None else self.detail.value,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Asked:
-    """What was asked, for every answer to it: the request, the name of the route it matched, its cache key."""
+    """What was asked, for every answer to it: the request, the name of the route it matched, its cache key, and the
+    cache's name (the first member of its ``Cache-Status`` lines)."""
 
     request: RequestHead
     route: str = "default"
     key: str | None = None  # None: not looked up in the cache (bypassed route, unsafe method)
+    cache: str = "cacheproxy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +84,15 @@ class Answer:
     stream: AsyncIterator[bytes] | None = None  # the body, when it is streamed from the upstream
     release: Callable[[], Awaitable[None]] | None = None  # give the upstream connection back when sent
     outcome: CacheOutcome = CacheOutcome.MISS
-    reason: Reason | None = None  # why it was not a plain fresh hit or a stored miss; Cache-Status ``detail``
+    cache_status: CacheStatus = CacheStatus()
     route: str = "default"
     key: str | None = None
     upstream: Upstream | None = None
+
+    @property
+    def reason(self) -> Reason | None:
+        """Why it was not a plain fresh hit or a stored miss: the ``Cache-Status`` ``detail``."""
+        return self.cache_status.detail
 
     @property
     def detail(self) -> str:
@@ -79,32 +112,31 @@ class Answer:
         return found
 
 
-def _status_pair(line: str) -> tuple[bytes, bytes]:
-    return (b"cache-status", line.encode("latin-1"))
+def _status_pair(asked: Asked, status: CacheStatus) -> tuple[bytes, bytes]:
+    return (b"cache-status", status.line(asked.cache).encode("latin-1"))
 
 
 def entry_answer(
     asked: Asked,
     entry: Entry,
     age: float,
-    status_line: str,
+    status: CacheStatus,
     outcome: CacheOutcome,
-    reason: Reason | None = None,
     upstream: Upstream | None = None,
 ) -> Answer:
     """Serve ``entry``: a 304 when the client's own validators match (RFC 9110 §13.1), no body for HEAD."""
     request = asked.request
     age_pair = (b"age", age_header_value(age).encode())
-    status, body = entry.head.status, entry.body
-    if status == 200 and client_not_modified(request, entry.head):
-        status, body = 304, b""
-        headers = [*serving_headers(not_modified_head(entry.head).headers, None), age_pair, _status_pair(status_line)]
+    code, body = entry.head.status, entry.body
+    if code == 200 and client_not_modified(request, entry.head):
+        code, body = 304, b""
+        headers = [*serving_headers(not_modified_head(entry.head).headers, None), age_pair, _status_pair(asked, status)]
     else:
-        headers = [*entry.wire_headers, age_pair, _status_pair(status_line)]
+        headers = [*entry.wire_headers, age_pair, _status_pair(asked, status)]
     if request.method == "HEAD":
         body = b""
     return Answer(
-        status, headers, body, outcome=outcome, reason=reason, route=asked.route, key=asked.key, upstream=upstream
+        code, headers, body, outcome=outcome, cache_status=status, route=asked.route, key=asked.key, upstream=upstream
     )
 
 
@@ -112,9 +144,8 @@ def response_answer(
     asked: Asked,
     head: ResponseHead,
     body: bytes | None,
-    status_line: str,
+    status: CacheStatus,
     outcome: CacheOutcome,
-    reason: Reason | None = None,
     *,
     conditional: bool = True,
     stream: AsyncIterator[bytes] | None = None,
@@ -125,9 +156,9 @@ def response_answer(
     request = asked.request
     if conditional and head.status == 200 and client_not_modified(request, head):
         head, body, stream = not_modified_head(head), None, None
-        headers = [*serving_headers(head.headers, None), _status_pair(status_line)]
+        headers = [*serving_headers(head.headers, None), _status_pair(asked, status)]
     else:
-        headers = [*serving_headers(head.headers, None if body is None else len(body)), _status_pair(status_line)]
+        headers = [*serving_headers(head.headers, None if body is None else len(body)), _status_pair(asked, status)]
     if request.method == "HEAD":
         body, stream = None, None
     return Answer(
@@ -137,16 +168,16 @@ def response_answer(
         stream,
         release,
         outcome=outcome,
-        reason=reason,
+        cache_status=status,
         route=asked.route,
         key=asked.key,
         upstream=upstream,
     )
 
 
-def error_answer(asked: Asked, status: int, text: str, status_line: str, reason: Reason) -> Answer:
+def error_answer(asked: Asked, code: int, text: str, status: CacheStatus) -> Answer:
     """A short plain-text error (502, 503, 504): one line, never a traceback."""
     body = (text.rstrip("\n") + "\n").encode()
     headers = Headers((("content-type", "text/plain; charset=utf-8"), ("cache-control", "no-store")))
-    pairs = [*serving_headers(headers, len(body)), _status_pair(status_line)]
-    return Answer(status, pairs, body, outcome=CacheOutcome.ERROR, reason=reason, route=asked.route, key=asked.key)
+    pairs = [*serving_headers(headers, len(body)), _status_pair(asked, status)]
+    return Answer(code, pairs, body, outcome=CacheOutcome.ERROR, cache_status=status, route=asked.route, key=asked.key)

@@ -1,19 +1,27 @@
 """Which ``Answer`` each outcome of the driver gets: a hit, a fresh response, a 304 that refreshed an entry, a
 follower's shared entry, a failure (stale-if-error or 502/503/504), a pass-through.
 
-Each carries its RFC 9211 ``Cache-Status`` line, rendered here from typed values only: the ``detail`` is always a
-``Reason`` (an upstream failure too, by ``failure_reason``), never a free string.
+Each carries its typed RFC 9211 ``Cache-Status`` (``CacheStatus``): the ``detail`` is always a ``Reason`` (an upstream
+failure too, by ``failure_reason``), never a free string.
 """
 
 from __future__ import annotations
 
-from proxy.cache.answer import Answer, Asked, CacheOutcome, Upstream, entry_answer, error_answer, response_answer
+from proxy.cache.answer import (
+    Answer,
+    Asked,
+    CacheOutcome,
+    CacheStatus,
+    Upstream,
+    entry_answer,
+    error_answer,
+    response_answer,
+)
 from proxy.cache.fetch import Fetched, fwd_of, stand_in, upstream_error_text
 from proxy.clock import Clock
 from proxy.errors import UpstreamError
-from proxy.messages import Entry
+from proxy.messages import Entry, RequestHead
 from proxy.rfc.age import current_age
-from proxy.rfc.cache_status import cache_status
 from proxy.rfc.decisions import Decision, Fwd, Reason, Revalidate, Serve
 from proxy.rfc.directives import response_directives
 from proxy.rfc.reuse import ttl_remaining
@@ -48,95 +56,77 @@ class Replies:
         self.name = name
         self.clock = clock
 
-    def status(
-        self,
-        *,
-        hit: bool = False,
-        fwd: Fwd | None = None,
-        fwd_status: int | None = None,
-        ttl: float | None = None,
-        stored: bool = False,
-        collapsed: bool = False,
-        detail: Reason | None = None,
-    ) -> str:
-        """This cache's ``Cache-Status`` member; ``detail`` is typed, so only ``Reason`` tokens reach the field."""
-        return cache_status(
-            self.name,
-            hit=hit,
-            fwd=fwd,
-            fwd_status=fwd_status,
-            ttl=ttl,
-            stored=stored,
-            collapsed=collapsed,
-            detail=None if detail is None else detail.value,
-        )
+    def asked(self, request: RequestHead, route: str = "default", key: str | None = None) -> Asked:
+        return Asked(request, route, key, self.name)
+
+    def status(self, *, hit: bool = False, ttl: float | None = None) -> str:
+        """A hit's ``Cache-Status`` line (for the edge's hit path, which memoises it per ttl)."""
+        return CacheStatus(hit=hit, ttl=ttl).line(self.name)
 
     def served(self, asked: Asked, decision: Serve) -> Answer:
         """A hit: fresh, or stale where the origin, a rule or the client allows it."""
         entry = decision.entry
         ttl = ttl_remaining(entry, self.clock.now())
         if decision.reason is Reason.FRESH:
-            return entry_answer(asked, entry, decision.age, self.status(hit=True, ttl=ttl), CacheOutcome.HIT)
-        line = self.status(hit=True, ttl=ttl, detail=decision.reason)
-        return entry_answer(asked, entry, decision.age, line, CacheOutcome.STALE, decision.reason)
+            return entry_answer(asked, entry, decision.age, CacheStatus(hit=True, ttl=ttl), CacheOutcome.HIT)
+        status = CacheStatus(hit=True, ttl=ttl, detail=decision.reason)
+        return entry_answer(asked, entry, decision.age, status, CacheOutcome.STALE)
 
     def collapsed(self, asked: Asked, entry: Entry) -> Answer:
         """A follower answered from its leader's fetch (in this process or another)."""
         age = current_age(entry, self.clock.now())
-        return entry_answer(asked, entry, age, self.status(fwd=Fwd.MISS, collapsed=True), CacheOutcome.COLLAPSED)
+        return entry_answer(asked, entry, age, CacheStatus(fwd=Fwd.MISS, collapsed=True), CacheOutcome.COLLAPSED)
 
     def fetched(self, asked: Asked, fetched: Fetched, fwd: Fwd, reason: Reason | None = None) -> Answer:
         """The answer to a fetch this request made; ``reason`` overrides the fetch's own (why it was not stored)."""
         if fetched.collapsed and fetched.entry is not None:
             return self.collapsed(asked, fetched.entry)
-        reason = fetched.not_stored if reason is None else reason
         fwd_status = fetched.upstream_status if fwd is Fwd.STALE else None
-        line = self.status(fwd=fwd, fwd_status=fwd_status, stored=fetched.stored, detail=reason)
+        detail = fetched.not_stored if reason is None else reason
+        status = CacheStatus(fwd=fwd, fwd_status=fwd_status, stored=fetched.stored, detail=detail)
         upstream = Upstream(fetched.elapsed, fetched.upstream_status)
         if fetched.revalidated and fetched.entry is not None:
             age = current_age(fetched.entry, self.clock.now())
-            return entry_answer(asked, fetched.entry, age, line, CacheOutcome.REVALIDATED, reason, upstream)
-        return _response(asked, fetched, line, CacheOutcome.MISS, reason, upstream, conditional=True)
+            return entry_answer(asked, fetched.entry, age, status, CacheOutcome.REVALIDATED, upstream)
+        return _response(asked, fetched, status, CacheOutcome.MISS, upstream, conditional=True)
 
     def passed(self, asked: Asked, fetched: Fetched, fwd: Fwd, reason: Reason) -> Answer:
         """A response forwarded without the cache (bypassed route, unsafe method): the client's conditionals were
         the origin's to answer."""
-        line = self.status(fwd=fwd, detail=reason)
         upstream = Upstream(fetched.elapsed, fetched.upstream_status)
-        return _response(asked, fetched, line, CacheOutcome.BYPASS, reason, upstream, conditional=False)
+        status = CacheStatus(fwd=fwd, detail=reason)
+        return _response(asked, fetched, status, CacheOutcome.BYPASS, upstream, conditional=False)
 
     def failed(self, asked: Asked, decision: Decision, error: UpstreamError) -> Answer:
         """The upstream failed: serve stale where RFC 5861 allows, else 502/503/504 with a one-line body."""
         stale = stand_in(decision)
         if stale is not None:
             return self.stale_if_error(asked, stale, fwd_of(decision), None)
-        status = error.status
+        code = error.status
         if isinstance(decision, Revalidate) and must_revalidate(decision.entry):
-            status = 504  # RFC 9111 §5.2.2.2: never stale; a disconnected cache answers 504
-        return self.error(asked, status, error, fwd_of(decision))
+            code = 504  # RFC 9111 §5.2.2.2: never stale; a disconnected cache answers 504
+        return self.error(asked, code, error, fwd_of(decision))
 
-    def error(self, asked: Asked, status: int, error: UpstreamError, fwd: Fwd) -> Answer:
-        reason = failure_reason(error)
-        line = self.status(fwd=fwd, detail=reason)
-        return error_answer(asked, status, upstream_error_text(status, error), line, reason)
+    def error(self, asked: Asked, code: int, error: UpstreamError, fwd: Fwd) -> Answer:
+        status = CacheStatus(fwd=fwd, detail=failure_reason(error))
+        return error_answer(asked, code, upstream_error_text(code, error), status)
 
     def stale_if_error(self, asked: Asked, entry: Entry, fwd: Fwd, upstream_status: int | None) -> Answer:
         now = self.clock.now()
         ttl = ttl_remaining(entry, now)
-        line = self.status(fwd=fwd, fwd_status=upstream_status, ttl=ttl, detail=Reason.STALE_IF_ERROR)
-        return entry_answer(asked, entry, current_age(entry, now), line, CacheOutcome.STALE, Reason.STALE_IF_ERROR)
+        status = CacheStatus(fwd=fwd, fwd_status=upstream_status, ttl=ttl, detail=Reason.STALE_IF_ERROR)
+        return entry_answer(asked, entry, current_age(entry, now), status, CacheOutcome.STALE)
 
     def only_if_cached(self, asked: Asked, reason: Reason) -> Answer:
-        line = self.status(fwd=Fwd.MISS, detail=reason)
-        return error_answer(asked, 504, "504 Gateway Timeout: not in cache (only-if-cached)", line, reason)
+        status = CacheStatus(fwd=Fwd.MISS, detail=reason)
+        return error_answer(asked, 504, "504 Gateway Timeout: not in cache (only-if-cached)", status)
 
 
 def _response(
     asked: Asked,
     fetched: Fetched,
-    line: str,
+    status: CacheStatus,
     outcome: CacheOutcome,
-    reason: Reason | None,
     upstream: Upstream,
     *,
     conditional: bool,
@@ -147,9 +137,8 @@ def _response(
         asked,
         fetched.head,
         fetched.body,
-        line,
+        status,
         outcome,
-        reason,
         conditional=conditional,
         stream=fetched.stream() if streamed else None,
         release=fetched.close if streamed else None,

@@ -89,9 +89,9 @@ class CacheService:
         else:
             route = self.rules.current.match(request.method, request.host, request.path)
         if route.bypass:
-            return await self._pass(Asked(request, route.name), body, route, Fwd.BYPASS, Reason.RULE)
+            return await self._pass(self.replies.asked(request, route.name), body, route, Fwd.BYPASS, Reason.RULE)
         if request.method not in CACHEABLE_METHODS:
-            return await self._pass(Asked(request, route.name), body, route, Fwd.METHOD, Reason.METHOD)
+            return await self._pass(self.replies.asked(request, route.name), body, route, Fwd.METHOD, Reason.METHOD)
         return await self._cacheable(request, body, route, prior)
 
     async def _cacheable(
@@ -99,7 +99,7 @@ class CacheService:
     ) -> Answer:
         key = prior.key if prior is not None else primary_key(request, route)
         job = Job(request, body, route, key, self.store_for(route))
-        asked = Asked(request, route.name, key)
+        asked = self.replies.asked(request, route.name, key)
         early: Answer | Outcome | None = None
         if prior is not None:
             candidates = prior.candidates

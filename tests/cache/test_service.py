@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import proxy.cache.service as service_module
 from proxy.cache.answer import Answer, CacheOutcome
 from proxy.cache.service import CacheService
 from proxy.clock import FakeClock
@@ -297,3 +298,28 @@ async def test_the_answer_is_frozen(driver: Driver) -> None:
     answer = await driver.get()
     with pytest.raises(AttributeError):
         answer.status = 500  # type: ignore[misc]
+
+
+async def test_one_decision_per_request(driver: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``decide`` runs once per request whatever path it takes: miss, hit, revalidation, stale-if-error."""
+    calls: list[str] = []
+    real = service_module.decide
+
+    def counting(request: RequestHead, *args: object, **kwargs: object) -> object:
+        calls.append(request.path)
+        return real(request, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service_module, "decide", counting)
+    driver.origin.script(
+        Reply(headers=[cached(10, "stale-if-error=60"), ETAG], body=b"v1"),
+        Reply(304, headers=[cached(10, "stale-if-error=60"), ETAG]),
+        Reply(error=UpstreamConnectError("refused")),
+    )
+    await driver.get("/a")  # miss
+    await driver.get("/a")  # hit
+    driver.clock.advance(11)
+    await driver.get("/a")  # revalidated
+    driver.clock.advance(11)
+    answer = await driver.get("/a")  # stale-if-error
+    assert answer.reason is Reason.STALE_IF_ERROR
+    assert calls == ["/a"] * 4

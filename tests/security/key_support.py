@@ -7,10 +7,11 @@ chunked body without trailers (``0`` CRLF CRLF), which is what the proxy's upstr
 from __future__ import annotations
 
 import contextlib
+import http.client
 import socket
 from collections.abc import Iterator
 
-from tests.security.harness import CRLF, Received, RecordingUpstream, Responder, echo_target
+from tests.security.harness import CRLF, RawResponse, Received, RecordingUpstream, Responder, echo_target
 
 
 def read_chunked(sock: socket.socket, buffer: bytes) -> tuple[bytes, bytes, bytes]:
@@ -93,3 +94,15 @@ def chunked_recording_upstream(respond: Responder = echo_target) -> Iterator[Chu
         yield upstream
     finally:
         upstream.stop()
+
+
+def send_on_one_connection(port: int, *requests: bytes, timeout: float = 10.0) -> list[RawResponse]:
+    """Send each request in turn on one keep-alive connection, reading its response before sending the next."""
+    out: list[RawResponse] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        for raw in requests:
+            sock.sendall(raw)
+            response = http.client.HTTPResponse(sock, method=raw.split(b" ", 1)[0].decode("latin-1"))
+            response.begin()
+            out.append(RawResponse(response.status, response.getheaders(), response.read()))
+    return out

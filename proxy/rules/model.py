@@ -79,20 +79,22 @@ def _method(value: object) -> object:
     return value
 
 
+_PASSABLE = {name.lower(): name for name in UNKEYED_FIELDS}
+
+
 def _unkeyed(value: object) -> object:
     """One of the fields the proxy strips (``proxy.forwarding.UNKEYED_FIELDS``), in any letter case."""
     value = _token(value)
-    if isinstance(value, str) and value.lower() not in {name.lower() for name in UNKEYED_FIELDS}:
-        hint = difflib.get_close_matches(value.lower(), [n.lower() for n in UNKEYED_FIELDS], n=1, cutoff=0.6)
-        names = {n.lower(): n for n in UNKEYED_FIELDS}
-        suggestion = f" (did you mean {names[hint[0]]!r}?)" if hint else ""
+    if isinstance(value, str) and value.lower() not in _PASSABLE:
+        hint = difflib.get_close_matches(value.lower(), list(_PASSABLE), n=1, cutoff=0.6)
+        suggestion = f" (did you mean {_PASSABLE[hint[0]]!r}?)" if hint else ""
         context = {"suggestion": suggestion, "names": ", ".join(UNKEYED_FIELDS)}
         raise PydanticCustomError("pass_header", "not a field the proxy strips{suggestion}; one of: {names}", context)
     return value
 
 
 Token = Annotated[str, BeforeValidator(_token)]
-_PASS_SCHEMA = {"enum": [*UNKEYED_FIELDS, *(n.lower() for n in UNKEYED_FIELDS)], "description": "case-insensitive"}
+_PASS_SCHEMA = {"enum": [*UNKEYED_FIELDS, *_PASSABLE], "description": "case-insensitive"}
 PassHeader = Annotated[str, BeforeValidator(_unkeyed), WithJsonSchema(_PASS_SCHEMA)]
 Method = Annotated[str, BeforeValidator(_method)]
 Status = Annotated[int, Field(strict=True, ge=100, le=599)]

@@ -6,8 +6,8 @@ path, so that no spelling the origin reads as the same path can slip a request p
 bypass into a caching route). ``normalize_path`` applies, in this order:
 
 1. percent-encoded unreserved characters are decoded (RFC 3986 §6.2.2.2, ``/%61ccount`` is ``/account``), and so
-   are ``%2F`` and ``%5C``: an encoded slash or backslash counts as a path separator (many origins decode before
-   routing), other escapes keep their bytes with upper-case hex;
+   are ``%2F``, ``%5C`` and ``%3B``: an encoded slash, backslash or semicolon counts as one (many origins decode
+   before routing), other escapes keep their bytes with upper-case hex;
 2. a backslash counts as a slash (IIS and some frameworks read it so);
 3. ``;`` parameters are stripped from every segment (``/account;x/y`` is ``/account/y``: servlet containers and
    other origins drop them before routing);
@@ -37,7 +37,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_SEPARATORS = frozenset("/\\")  # %2F and %5C are decoded for matching (rule 1)
+_DELIMITERS = frozenset("/\\;")  # %2F, %5C and %3B are decoded for matching (rule 1)
 _PCT = re.compile(r"%([0-9A-Fa-f]{2})")
 _PARAMS = re.compile(r";[^/]*")
 _SLASHES = re.compile(r"//+")
@@ -119,7 +119,7 @@ def normalize_path(path: str) -> str:
 
 def _decode_for_matching(m: re.Match[str]) -> str:
     ch = chr(int(m.group(1), 16))
-    return ch if ch in _UNRESERVED or ch in _SEPARATORS else "%" + m.group(1).upper()
+    return ch if ch in _UNRESERVED or ch in _DELIMITERS else "%" + m.group(1).upper()
 
 
 def remove_dot_segments(path: str) -> str:

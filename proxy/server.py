@@ -9,6 +9,7 @@ import uvicorn
 
 from proxy.config import Settings
 from proxy.endpoint import QuietBrokenStreams
+from proxy.trailers import TrailerlessProtocol
 
 
 def configure_logging(settings: Settings) -> None:
@@ -24,7 +25,7 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=TrailerlessProtocol,  # httptools, with request trailers dropped
         lifespan="on",
         access_log=False,  # the proxy writes its own access log line, with the cache outcome
         log_config=None,

@@ -47,21 +47,29 @@ def key_parts(request: RequestHead, route: Route) -> list[tuple[str, str]]:
 def shape_query(query: str, spec: KeySpec) -> str:
     """The query as it enters the key: ignored parameters dropped, only kept ones left, sorted if asked.
 
-    Parameters are compared by their decoded name; the kept ones keep their original encoding. Sorting is by
-    name and stable, so repeated parameters keep their relative order (``ids=2&ids=1`` stays distinct).
+    Parameters are split on ``&`` and compared by their decoded name; the kept ones keep their original encoding.
+    Sorting is by name and stable, so repeated parameters keep their relative order (``ids=2&ids=1`` stays
+    distinct). A parameter containing ``;`` (raw or as ``%3B``) is never left out: an origin that also splits on
+    ``;`` would read ``utm_x=1;callback=evil`` as two parameters, and dropping it would store the answer to
+    ``callback=evil`` under the clean URL's key.
     """
     if not query:
         return ""
     named = [(unquote_plus(p.partition("=")[0]), p) for p in query.split("&") if p]
     if spec.ignore_re is not None:
         ignore = spec.ignore_re
-        named = [(n, p) for n, p in named if ignore.match(n) is None]
+        named = [(n, p) for n, p in named if ignore.match(n) is None or _may_hide_a_parameter(p)]
     if spec.keep_re is not None:
         keep = spec.keep_re
-        named = [(n, p) for n, p in named if keep.match(n) is not None]
+        named = [(n, p) for n, p in named if keep.match(n) is not None or _may_hide_a_parameter(p)]
     if spec.sort_params:
         named.sort(key=lambda item: item[0])
     return "&".join(p for _, p in named)
+
+
+def _may_hide_a_parameter(param: str) -> bool:
+    """Whether an origin splitting on ``;`` (as well as ``&``) may read more parameters in ``param``."""
+    return ";" in param or "%3b" in param.lower()
 
 
 def _extra_parts(request: RequestHead, spec: KeySpec) -> list[tuple[str, str | None]]:

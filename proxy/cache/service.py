@@ -25,6 +25,7 @@ from proxy.cache.keys import primary_key
 from proxy.cache.replies import Replies, fallback, fwd_of
 from proxy.clock import Clock
 from proxy.errors import StorageError, UpstreamError
+from proxy.forwarding import as_forwarded
 from proxy.messages import Entry, RequestHead
 from proxy.rfc.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve, Unsatisfiable
 from proxy.rfc.invalidation import invalidated_urls
@@ -85,10 +86,13 @@ class CacheService:
             route = prior.route
         else:
             route = self.rules.current.match(request.method, request.host, request.path)
+        request = as_forwarded(request, route.pass_headers)  # key, Vary, reuse and upstream read the same fields
         if route.bypass:
             answer = await self._pass(request, body, route, Fwd.BYPASS, Reason.RULE)
         elif request.method not in CACHEABLE_METHODS:
             answer = await self._pass(request, body, route, Fwd.METHOD, Reason.METHOD)
+        elif body is not None:  # a GET or HEAD with a body: its answer may depend on it, the key cannot
+            answer = await self._pass(request, body, route, Fwd.BYPASS, Reason.REQUEST_BODY)
         else:
             answer = await self._cacheable(request, body, route, prior)
         answer.route = route.name

@@ -33,6 +33,7 @@ class Reason(StrEnum):
     ONLY_IF_CACHED = "only-if-cached"
     RULE = "rule"  # the route bypasses the cache
     METHOD = "method"
+    REQUEST_BODY = "request-body"  # a GET or HEAD with a body: forwarded with it, never served or stored
     # Not stored.
     NO_STORE = "no-store"
     PRIVATE = "private"

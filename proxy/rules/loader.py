@@ -19,7 +19,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from proxy.errors import RulesError
 from proxy.rfc.policy import Policy
-from proxy.rules.match import UNSAFE_METHODS, covers
+from proxy.rules.match import UNSAFE_METHODS, covers, ignores_case
 from proxy.rules.model import (
     DefaultsFields,
     KeyFields,
@@ -181,13 +181,21 @@ def _route_problems(root: Node, data: Any) -> list[Problem]:
     routes = _valid_routes(data)
     for i, route in routes:
         problems.extend(_own_problems(root, i, route))
-        shadow = next(((j, r) for j, r in routes if j < i and covers(r.match, route.match)), None)
+        shadow = next(((j, r) for j, r in routes if j < i and _covers(r, route)), None)
         if shadow is not None:
             node, _, field = _locate(root, ("routes", i))
             line = _locate(root, ("routes", shadow[0]))[0].start_mark.line + 1
             message = f"unreachable: every request it matches goes to route {shadow[1].name!r} (line {line})"
             problems.append(_at(node, field, message))
     return problems
+
+
+def _covers(a: RouteFields, b: RouteFields) -> bool:
+    return covers(a.match, b.match, a_ignores_case=_ignores_case(a), b_ignores_case=_ignores_case(b))
+
+
+def _ignores_case(route: RouteFields) -> bool:
+    return ignores_case(route.match.case_insensitive, route.bypass)
 
 
 def _duplicate_names(root: Node, data: Any) -> list[Problem]:
@@ -262,24 +270,29 @@ def resolve_route(route: RouteFields | None, defaults: DefaultsFields, line: int
         keep=defaults.keep,
     )
     match = route.match if route is not None else None
+    passed = frozenset(name.lower() for name in pick("pass_headers"))
     return Route(
         name=route.name if route is not None else "default",
         line=line,
         bypass=route.bypass if route is not None else False,
         policy=policy,
-        key=_key_spec(route.key if route is not None and "key" in route.model_fields_set else None, defaults),
+        key=_key_spec(route.key if route is not None and "key" in route.model_fields_set else None, defaults, passed),
         store=pick("store"),
         tags=tuple(pick("tags")),
         coalesce=pick("coalesce"),
         coalesce_timeout=pick("coalesce_timeout"),
+        pass_headers=passed,
         methods=None if match is None or match.methods is None else frozenset(match.methods),
         host=None if match is None or match.host is None else match.host.lower(),
         path=None if match is None else match.path,
         regex=None if match is None else match.regex,
+        case_insensitive=None if match is None else match.case_insensitive,
     )
 
 
-def _key_spec(own: KeyFields | None, defaults: DefaultsFields) -> KeySpec:
+def _key_spec(own: KeyFields | None, defaults: DefaultsFields, passed: frozenset[str]) -> KeySpec:
+    """The route's key recipe; a field it passes upstream (``pass_headers``) joins ``headers`` like ``key.headers``."""
+
     def pick(name: str) -> Any:
         return getattr(own if own is not None and name in own.model_fields_set else defaults.key, name)
 
@@ -288,6 +301,6 @@ def _key_spec(own: KeyFields | None, defaults: DefaultsFields) -> KeySpec:
         ignore_params=tuple(pick("ignore_params")),
         keep_params=None if keep is None else tuple(keep),
         sort_params=pick("sort_params"),
-        headers=tuple(pick("headers")),
+        headers=tuple(dict.fromkeys([*(h.lower() for h in pick("headers")), *sorted(passed)])),
         cookies=tuple(pick("cookies")),
     )

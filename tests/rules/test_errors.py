@@ -11,6 +11,7 @@ from proxy.rules.loader import check_file, load_rules
 from tests.rules import problems, write
 
 ROUTE = "routes:\n  - name: r\n    match: {path: /r}\n"
+STRIPPED = "X-Original-URL, X-Rewrite-URL, X-HTTP-Method-Override, X-Forwarded-Scheme, X-Host, Forwarded"
 
 
 @pytest.mark.parametrize(
@@ -119,6 +120,22 @@ ROUTE = "routes:\n  - name: r\n    match: {path: /r}\n"
             id="rules-error-caching-on-bypass-route",
         ),
         pytest.param(
+            ROUTE + "    pass_headers: [X-Orginal-URL]\n",
+            "rules.yaml:4:20: routes[0].pass_headers[0]: not a field the proxy strips "
+            f"(did you mean 'X-Original-URL'?); one of: {STRIPPED}",
+            id="rules-error-pass-headers-unknown-field",
+        ),
+        pytest.param(
+            "defaults:\n  pass_headers: [Cookie]\n",
+            f"rules.yaml:2:18: defaults.pass_headers[0]: not a field the proxy strips; one of: {STRIPPED}",
+            id="rules-error-pass-headers-not-stripped",
+        ),
+        pytest.param(
+            "routes:\n  - name: r\n    match: {path: /r, case_insensitive: maybe}\n",
+            "rules.yaml:3:41: routes[0].match.case_insensitive: must be true or false",
+            id="rules-error-case-insensitive-not-a-boolean",
+        ),
+        pytest.param(
             "routes:\n  name: r\n",
             "rules.yaml:2:3: routes: must be a list",
             id="rules-error-routes-not-a-list",
@@ -212,6 +229,21 @@ def test_rules_valid_file_has_no_problems(tmp_path: Path) -> None:
         pytest.param("{host: a.example}", "{path: /a}", False, id="rules-shadow-host-restricted"),
         pytest.param("{host: '*.example.com'}", "{host: a.example.com}", True, id="rules-shadow-host-glob-covers-host"),
         pytest.param("{regex: /a}", "{path: /a}", False, id="rules-shadow-regex-not-compared-to-glob"),
+        pytest.param(
+            "{path: /a/**}",
+            "{path: /a/b, case_insensitive: true}",
+            False,
+            id="rules-shadow-case-sensitive-prefix-misses-other-case",
+        ),
+        pytest.param(
+            "{path: /**}", "{path: /a/b, case_insensitive: true}", True, id="rules-shadow-catch-all-covers-any-case"
+        ),
+        pytest.param(
+            "{path: /a/**, case_insensitive: true}",
+            "{path: /a/b}",
+            True,
+            id="rules-shadow-case-insensitive-prefix-covers",
+        ),
     ],
 )
 def test_rules_shadowed_route_is_unreachable(tmp_path: Path, first: str, second: str, shadowed: bool) -> None:

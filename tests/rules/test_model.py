@@ -197,3 +197,30 @@ def test_rules_builtin_is_defaults_only() -> None:
     assert rules.source == "<builtin>"
     assert rules.routes == ()
     assert rules.match("GET", "example.com", "/anything") == Route(name="default")
+
+
+def test_rules_pass_headers_inherit_and_join_the_key(tmp_path: Path) -> None:
+    rules = load(
+        tmp_path,
+        """
+        defaults:
+          pass_headers: [x-host]
+          key: {headers: [X-Tenant]}
+        routes:
+          - name: legacy
+            match: {path: /legacy/**}
+            pass_headers: [X-Original-URL, Forwarded]
+          - name: inherits
+            match: {path: /b}
+          - name: none
+            match: {path: /c}
+            pass_headers: []
+        """,
+    )
+    legacy, inherits, none = rules.routes
+    assert legacy.pass_headers == frozenset({"x-original-url", "forwarded"})
+    assert legacy.key.headers == ("x-tenant", "forwarded", "x-original-url")
+    assert inherits.pass_headers == frozenset({"x-host"})
+    assert inherits.key.headers == ("x-tenant", "x-host")
+    assert none.pass_headers == frozenset()
+    assert none.key.headers == ("x-tenant",)

@@ -40,6 +40,18 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--log-format", choices=("text", "json"), default=_env("log_format", "text"))
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
+    _add_eviction_flag(p)
+
+
+def _add_eviction_flag(p: argparse.ArgumentParser) -> None:
+    from proxy.storage.eviction import DEFAULT_POLICY, POLICIES
+
+    p.add_argument(
+        "--eviction",
+        choices=tuple(POLICIES),
+        default=_env("eviction", DEFAULT_POLICY),
+        help=f"eviction policy of the memory store and the L1 (default {DEFAULT_POLICY})",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -62,6 +74,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         allow_purge_method=args.allow_purge_method,
         log_format=args.log_format,
         access_log=not args.no_access_log,
+        eviction=args.eviction,
     )
 
 

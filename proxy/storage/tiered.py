@@ -25,7 +25,7 @@ from proxy.messages import Entry
 from proxy.storage.base import StoreStats
 from proxy.storage.eviction import DEFAULT_POLICY
 from proxy.storage.lease import RedisLease
-from proxy.storage.memory import MemoryStorage
+from proxy.storage.memory import EvictionStats, MemoryStorage
 from proxy.storage.redis import RedisStorage
 from proxy.storage.redis_pubsub import Subscriber, publish
 
@@ -154,6 +154,10 @@ class TieredStorage:
 
     async def ping(self) -> bool:
         return await self.l2.ping()
+
+    def eviction_stats(self) -> EvictionStats:
+        """The L1's policy figures (they restart from zero when L1 is flushed)."""
+        return self.l1.eviction_stats()
 
     def _new_l1(self) -> MemoryStorage:
         return MemoryStorage(

@@ -63,6 +63,13 @@ class EvictionPolicy(ABC, Generic[K]):
     def clear(self) -> None:
         """Forget every key (ghost records too); counters are kept."""
 
+    def lookup(self, key: K) -> bool:
+        """``touch`` when held; True if it was: one call per request for owners that hold no index (the simulator)."""
+        if key in self:
+            self.touch(key)
+            return True
+        return False
+
     def evict(self) -> tuple[K, str]:
         """``victim`` then ``remove``: for owners with nothing else to clean up (the simulator)."""
         key, queue = self.victim()

@@ -31,6 +31,19 @@ class FIFO(EvictionPolicy[K]):
             return key, "fifo"
         raise LookupError("victim() of an empty policy")
 
+    def lookup(self, key: K) -> bool:
+        if key in self._order:
+            pass  # a hit changes nothing in FIFO order
+            return True
+        return False
+
+    def evict(self) -> tuple[K, str]:
+        if not self._order:
+            raise LookupError("evict() of an empty policy")
+        key, size = self._order.popitem(last=False)
+        self.used -= size
+        return key, "fifo"
+
     def __contains__(self, key: object) -> bool:
         return key in self._order
 

@@ -30,6 +30,19 @@ class LRU(EvictionPolicy[K]):
             return key, "lru"
         raise LookupError("victim() of an empty policy")
 
+    def lookup(self, key: K) -> bool:
+        if key in self._order:
+            self._order.move_to_end(key)
+            return True
+        return False
+
+    def evict(self) -> tuple[K, str]:
+        if not self._order:
+            raise LookupError("evict() of an empty policy")
+        key, size = self._order.popitem(last=False)
+        self.used -= size
+        return key, "lru"
+
     def __contains__(self, key: object) -> bool:
         return key in self._order
 

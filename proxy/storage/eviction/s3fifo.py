@@ -70,6 +70,14 @@ class S3FIFO(EvictionPolicy[K]):
         if node.freq < MAX_FREQ:
             node.freq += 1
 
+    def lookup(self, key: K) -> bool:
+        node = self._nodes.get(key)
+        if node is None:
+            return False
+        if node.freq < MAX_FREQ:
+            node.freq += 1
+        return True
+
     def remove(self, key: K) -> None:
         node = self._nodes.pop(key)
         if node.small:

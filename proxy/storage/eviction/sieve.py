@@ -46,6 +46,13 @@ class SIEVE(EvictionPolicy[K]):
     def touch(self, key: K) -> None:
         self._nodes[key].visited = True
 
+    def lookup(self, key: K) -> bool:
+        node = self._nodes.get(key)
+        if node is None:
+            return False
+        node.visited = True
+        return True
+
     def remove(self, key: K) -> None:
         node = self._nodes.pop(key)
         if self._hand is node:

@@ -85,6 +85,31 @@ class PolicyContract:
         fill(policy, "xy")
         assert len(policy) == 2
 
+    def test_lookup_and_evict_do_what_touch_victim_and_remove_do(self) -> None:
+        """The simulator's one-call shortcuts (``lookup``, ``evict``) take the same decisions as the store's calls."""
+        rng = random.Random(7)
+        trace = [(rng.randrange(120), rng.randrange(1, 30)) for _ in range(3000)]
+        fast, slow = self.make(600), self.make(600)
+        fast_log, slow_log = [], []
+        for key, size in trace:
+            if fast.lookup(key):
+                fast_log.append(("hit", key))
+            else:
+                fast.insert(key, size)
+                while fast.used > fast.budget:
+                    fast_log.append(fast.evict())
+            if key in slow:
+                slow.touch(key)
+                slow_log.append(("hit", key))
+            else:
+                slow.insert(key, size)
+                while slow.used > slow.budget:
+                    victim = slow.victim()
+                    slow.remove(victim[0])
+                    slow_log.append(victim)
+        assert fast_log == slow_log
+        assert fast.lookup(-1) is False
+
     def test_a_hot_key_touched_before_each_insert_is_never_evicted(self) -> None:
         """Every policy but FIFO keeps a key that is hit between every two inserts."""
         if self.policy_class is FIFO:

@@ -228,9 +228,12 @@ def plot(report: Report, out: Path) -> None:
         budgets = [r.budget / 2**20 for r in rows]
         objects.plot(budgets, [r.hit_ratio for r in rows], marker="o", label=name)
         volume.plot(budgets, [r.byte_hit_ratio for r in rows], marker="o", label=name)
+    budgets = sorted({r.budget for r in report.results})
     for axes, title in ((objects, "object hit ratio"), (volume, "byte hit ratio")):
         axes.set_xscale("log", base=2)
-        axes.set_xlabel("budget (MiB)")
+        axes.set_xticks([b / 2**20 for b in budgets], [human(b) for b in budgets])
+        axes.minorticks_off()
+        axes.set_xlabel("budget")
         axes.set_title(title)
         axes.set_ylim(0, 1)
         axes.grid(True, alpha=0.3)

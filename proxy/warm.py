@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlsplit
@@ -39,30 +40,40 @@ SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 STALE_DETAILS = frozenset({"stale-while-revalidate", "stale-if-error", "max-stale"})
 
 
+class Kind(StrEnum):
+    """What the proxy did with one warming request (the summary's rows)."""
+
+    STORED = "stored"
+    FRESH = "fresh"
+    STALE = "stale"
+    NOT_STORABLE = "not-storable"
+    ERROR = "error"
+
+
 @dataclass(frozen=True)
 class Verdict:
-    kind: str  # stored | fresh | stale | not-storable | error
-    reason: str = ""
+    kind: Kind
+    reason: str = ""  # the proxy's ``detail``, the HTTP status or the client error
 
 
 def classify(status: int | None, cache_status: str | None, error: str = "") -> Verdict:
     """What one warming request did, read from our entry of its ``Cache-Status`` (RFC 9211 §2)."""
     if status is None:
-        return Verdict("error", error or "no answer")
+        return Verdict(Kind.ERROR, error or "no answer")
     if status >= 500:
-        return Verdict("error", f"HTTP {status}")
+        return Verdict(Kind.ERROR, f"HTTP {status}")
     params = _our_entry(cache_status)
     if params is None:
-        return Verdict("not-storable", "no Cache-Status from the proxy")
+        return Verdict(Kind.NOT_STORABLE, "no Cache-Status from the proxy")
     detail = params.get("detail", "")
     if "hit" in params or detail in STALE_DETAILS:
         ttl = params.get("ttl", "")
         if detail in STALE_DETAILS or ttl.startswith("-"):  # RFC 9211 §2.4: a negative ttl is stale
-            return Verdict("stale", detail or "stale")
-        return Verdict("fresh")
+            return Verdict(Kind.STALE, detail or "stale")
+        return Verdict(Kind.FRESH)
     if "stored" in params or "collapsed" in params:
-        return Verdict("stored")
-    return Verdict("not-storable", detail or f"fwd={params.get('fwd', '?')}")
+        return Verdict(Kind.STORED)
+    return Verdict(Kind.NOT_STORABLE, detail or f"fwd={params.get('fwd', '?')}")
 
 
 def _our_entry(header: str | None) -> dict[str, str] | None:
@@ -81,8 +92,8 @@ def _our_entry(header: str | None) -> dict[str, str] | None:
 
 @dataclass
 class Summary:
-    counts: Counter[str] = field(default_factory=Counter)
-    reasons: dict[str, Counter[str]] = field(default_factory=dict)
+    counts: Counter[Kind] = field(default_factory=Counter)
+    reasons: dict[Kind, Counter[str]] = field(default_factory=dict)
 
     def add(self, verdict: Verdict) -> None:
         self.counts[verdict.kind] += 1
@@ -94,13 +105,13 @@ class Summary:
         return sum(self.counts.values())
 
     def failed_share(self) -> float:
-        return self.counts["error"] / self.total if self.total else 0.0
+        return self.counts[Kind.ERROR] / self.total if self.total else 0.0
 
     def lines(self) -> list[str]:
         out = [f"warmed {self.total} URLs"]
         for kind, label in (
-            ("stored", "stored"), ("fresh", "already fresh"), ("stale", "served stale"),
-            ("not-storable", "not storable"), ("error", "errors"),
+            (Kind.STORED, "stored"), (Kind.FRESH, "already fresh"), (Kind.STALE, "served stale"),
+            (Kind.NOT_STORABLE, "not storable"), (Kind.ERROR, "errors"),
         ):  # fmt: skip
             reasons = self.reasons.get(kind)
             why = f" ({', '.join(f'{r}: {n}' for r, n in reasons.most_common())})" if reasons else ""

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 CHUNK = 65_536  # records replayed per policy at a time
 DEFAULT_BUDGETS = "16MiB,64MiB,256MiB"
+PROGRESS_DELAY = 2.0  # seconds of replay before the progress bar shows: short replays print only the table
 DEFAULT_OVERHEAD = 512  # bytes charged per entry beyond the body: ~ the memory store's headers, URL and 256 bytes
 
 
@@ -171,7 +172,9 @@ def _progress(total: int, wanted: bool | None) -> tqdm[NoReturn] | None:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="B", unit_scale=True, desc="replaying", file=sys.stderr, leave=False)
+    return tqdm(
+        total=total, unit="B", unit_scale=True, desc="replaying", file=sys.stderr, leave=False, delay=PROGRESS_DELAY
+    )
 
 
 def human(n: float) -> str:

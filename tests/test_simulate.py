@@ -163,7 +163,10 @@ def test_cli_simulate_prints_the_table(loop_trace: Path, capsys: pytest.CaptureF
     assert err == ""  # stderr is not a TTY here: no progress bar
 
 
-def test_cli_simulate_progress_bar_when_asked(loop_trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_simulate_progress_bar_when_asked(
+    loop_trace: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("proxy.simulate.PROGRESS_DELAY", 0.0)  # shown at once, not after 2 s of replay
     simulate(loop_trace, ["lru"], [LOOP_BUDGET], progress=True)
     assert "replaying" in capsys.readouterr().err
 

@@ -53,13 +53,19 @@ class Runtime:
 
 def open_stores(settings: Settings, clock: Clock) -> tuple[dict[str, Storage], str]:
     """The stores routes can pick by name: always ``memory``, plus ``redis`` when ``--store`` names one."""
-    stores: dict[str, Storage] = {"memory": MemoryStorage(settings.memory_budget, clock=clock)}
+    stores: dict[str, Storage] = {
+        "memory": MemoryStorage(settings.memory_budget, clock=clock, eviction=settings.eviction)
+    }
     if settings.store == "memory":
         return stores, "memory"
     from proxy.storage.factory import open_store
 
     stores["redis"] = open_store(
-        settings.store, memory_budget=settings.memory_budget, l1_budget=settings.l1_budget or None, clock=clock
+        settings.store,
+        memory_budget=settings.memory_budget,
+        l1_budget=settings.l1_budget or None,
+        clock=clock,
+        eviction=settings.eviction,
     )
     return stores, "redis"
 

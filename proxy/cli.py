@@ -40,6 +40,18 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--log-format", choices=("text", "json"), default=_env("log_format", "text"))
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
+    _add_eviction_flag(p)
+
+
+def _add_eviction_flag(p: argparse.ArgumentParser) -> None:
+    from proxy.storage.eviction import DEFAULT_POLICY, POLICIES
+
+    p.add_argument(
+        "--eviction",
+        choices=tuple(POLICIES),
+        default=_env("eviction", DEFAULT_POLICY),
+        help=f"eviction policy of the memory store and the L1 (default {DEFAULT_POLICY})",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -62,6 +74,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         allow_purge_method=args.allow_purge_method,
         log_format=args.log_format,
         access_log=not args.no_access_log,
+        eviction=args.eviction,
     )
 
 
@@ -144,6 +157,65 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from proxy.simulate import format_table, plot, simulate
+    from proxy.storage.eviction import check_policy
+
+    try:
+        policies = [check_policy(name.strip()) for name in args.policy.split(",") if name.strip()]
+    except ValueError as error:
+        raise ConfigError(f"--policy: {error}") from error
+    budgets = [parse_size(text) for text in args.budget.split(",") if text.strip()]
+    if not policies or not budgets:
+        raise ConfigError("simulate needs at least one --policy and one --budget")
+    if not Path(args.trace).is_file():
+        raise ConfigError(f"no such trace file: {args.trace}")
+    report = simulate(args.trace, policies, budgets, overhead=args.overhead)
+    print(format_table(report))
+    if args.plot:
+        try:
+            plot(report, Path(args.plot))
+        except ImportError:
+            print("cacheproxy simulate: --plot needs matplotlib: pip install 'cacheproxy[plot]'", file=sys.stderr)
+            return 1
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    from proxy.warm import run_warm
+
+    return run_warm(args)
+
+
+def _add_simulate_and_warm(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from proxy.simulate import DEFAULT_BUDGETS, DEFAULT_OVERHEAD
+    from proxy.storage.eviction import POLICIES
+
+    sim = sub.add_parser("simulate", help="replay an access log (or CSV trace) through the eviction policies")
+    sim.add_argument("trace", metavar="ACCESS_LOG", help="a --log-format json access log, or timestamp,key,size CSV")
+    sim.add_argument("--budget", default=DEFAULT_BUDGETS, help=f"comma-separated sizes ({DEFAULT_BUDGETS})")
+    sim.add_argument("--policy", default=",".join(POLICIES), help=f"comma-separated ({','.join(POLICIES)})")
+    sim.add_argument("--plot", metavar="OUT", help="draw hit ratio against budget to OUT.png or OUT.svg")
+    sim.add_argument(
+        "--overhead", type=int, default=DEFAULT_OVERHEAD, help="bytes charged per entry beyond its body (512)"
+    )
+    sim.set_defaults(func=cmd_simulate)
+
+    warm = sub.add_parser("warm", help="request URLs through a running proxy so that its cache is warm")
+    warm.add_argument("--proxy", default=_env("proxy", "http://127.0.0.1:8080"), help="the proxy's base URL")
+    source = warm.add_mutually_exclusive_group(required=True)
+    source.add_argument("urls_file", nargs="?", metavar="URLS_FILE", help="one path or URL per line")
+    source.add_argument("--from-log", metavar="ACCESS_LOG", help="the most requested storable targets of a log")
+    source.add_argument("--sitemap", metavar="URL", help="the <loc> URLs of a sitemap.xml")
+    warm.add_argument("--top", type=int, default=1000, help="with --from-log: how many targets (1000)")
+    warm.add_argument("--concurrency", type=int, default=8)
+    warm.add_argument("--rate", default="50/s", help="requests per second at most (50/s; 0 for no limit)")
+    warm.add_argument("--max-failures", type=float, default=0.1, help="share of errors allowed before exit 1 (0.1)")
+    warm.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    warm.set_defaults(func=cmd_warm)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cacheproxy", description="A caching reverse proxy for HTTP APIs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--proxy", default=_env("proxy", "http://127.0.0.1:8080"), help="the proxy's base URL")
     purge.add_argument("--admin-prefix", default=_env("admin_prefix", "/_cacheproxy"))
     purge.set_defaults(func=cmd_purge)
+    _add_simulate_and_warm(sub)
     return parser
 
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from proxy.errors import ConfigError
 from proxy.rules.model import parse_size as rules_size
+from proxy.storage.eviction import DEFAULT_POLICY, check_policy
 
 
 def parse_size(text: str) -> int:
@@ -44,6 +45,7 @@ class Settings:
     allow_purge_method: bool = False
     log_format: str = "text"
     access_log: bool = True
+    eviction: str = DEFAULT_POLICY
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.upstream)
@@ -62,6 +64,10 @@ class Settings:
             raise ConfigError("--log-format must be text or json")
         if not self.admin_prefix.startswith("/") or self.admin_prefix.endswith("/"):
             raise ConfigError("--admin-prefix must start with / and not end with /")
+        try:
+            check_policy(self.eviction)
+        except ValueError as error:
+            raise ConfigError(f"--eviction: {error}") from error
 
     def to_env(self) -> dict[str, str]:
         """The environment that makes ``from_env`` rebuild these settings (for worker processes)."""

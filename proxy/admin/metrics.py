@@ -7,7 +7,8 @@ multiprocess mode: every worker writes its values to files in that directory and
 
 Store figures (bytes, entries, budget, evictions) are not counted by us but read from the store at scrape time
 (``refresh_stores``) and exposed by a collector: a shared store reports the same store-wide figures from every worker,
-so summing workers would be wrong. Store errors are per-worker counts, so they are turned into a real counter
+so summing workers would be wrong; the memory policy's evictions per queue and ghost hits (``eviction_stats``) are
+read the same way. Store errors are per-worker counts, so they are turned into a real counter
 (incremented by the difference since the last scrape) that multiprocess mode sums. Labels are bounded: outcomes,
 route names, status classes, store names and purge kinds, never URLs.
 """
@@ -26,6 +27,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from proxy.storage.base import Storage, StoreStats
+from proxy.storage.memory import EvictionStats
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -47,6 +49,8 @@ FAMILIES = (
     "cacheproxy_purged_entries_total",
     "cacheproxy_rule_reloads_total",
     "cacheproxy_store_errors_total",
+    "cacheproxy_policy_evictions_total",
+    "cacheproxy_ghost_hits_total",
 )
 
 
@@ -84,6 +88,7 @@ class StoreCollector(Collector):
 
     def __init__(self) -> None:
         self.stats: dict[str, StoreStats] = {}
+        self.eviction: dict[str, EvictionStats] = {}  # stores with a memory policy (memory, the two-tier L1)
 
     def collect(self) -> Iterator[Metric]:
         stored = GaugeMetricFamily("cacheproxy_stored_bytes", "Bytes held by the store.", labels=["store"])
@@ -101,6 +106,24 @@ class StoreCollector(Collector):
                 budget.add_metric([name], stats.budget)
             evictions.add_metric([name], stats.evictions)
         yield from (stored, entries, budget, evictions)
+        yield from self._collect_eviction()
+
+    def _collect_eviction(self) -> Iterator[Metric]:
+        by_queue = CounterMetricFamily(
+            "cacheproxy_policy_evictions",
+            "Live entries evicted by the memory policy, by the queue they left (s3fifo: small or main).",
+            labels=["store", "policy", "queue"],
+        )
+        ghost = CounterMetricFamily(
+            "cacheproxy_ghost_hits",
+            "Entries stored again while the policy remembered them as recently evicted (s3fifo's ghost queue).",
+            labels=["store", "policy"],
+        )
+        for name, ev in self.eviction.items():
+            for queue, count in ev.evictions.items():
+                by_queue.add_metric([name, ev.policy, queue], count)
+            ghost.add_metric([name, ev.policy], ev.ghost_hits)
+        yield from (by_queue, ghost)
 
 
 class Metrics:
@@ -147,13 +170,18 @@ class Metrics:
     async def refresh_stores(self, stores: Iterable[Storage]) -> dict[str, StoreStats]:
         """Read every store's figures (a failing store is left out) and turn error counts into counter steps."""
         found: dict[str, StoreStats] = {}
+        eviction: dict[str, EvictionStats] = {}
         for store in stores:
             try:
                 found[store.name] = await store.stats()
             except Exception:  # a store that cannot report is shown by readyz; the scrape still answers
                 continue
             self._count_store_errors(store)
+            eviction_stats = getattr(store, "eviction_stats", None)
+            if callable(eviction_stats):
+                eviction[store.name] = eviction_stats()
         self.stores.stats = found
+        self.stores.eviction = eviction
         return found
 
     def _count_store_errors(self, store: Storage) -> None:

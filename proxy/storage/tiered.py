@@ -23,8 +23,9 @@ import secrets
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.messages import Entry
 from proxy.storage.base import StoreStats
+from proxy.storage.eviction import DEFAULT_POLICY
 from proxy.storage.lease import RedisLease
-from proxy.storage.memory import MemoryStorage
+from proxy.storage.memory import EvictionStats, MemoryStorage
 from proxy.storage.redis import RedisStorage
 from proxy.storage.redis_pubsub import Subscriber, publish
 
@@ -46,6 +47,7 @@ class TieredStorage:
         max_variants: int = 16,
         channel: str = CHANNEL,
         backoff: tuple[float, float] = (0.1, 2.0),
+        eviction: str = DEFAULT_POLICY,
     ) -> None:
         self.l2 = l2
         self.instance_id = secrets.token_hex(8)
@@ -55,6 +57,7 @@ class TieredStorage:
         self.flushes = 0  # whole-L1 flushes: on every (re)subscription and every lost subscription
         self.subscription_losses = 0
         self._l1_budget = l1_budget
+        self._eviction = eviction
         self._max_variants = max_variants
         self._clock = clock
         self._backoff = backoff
@@ -152,8 +155,14 @@ class TieredStorage:
     async def ping(self) -> bool:
         return await self.l2.ping()
 
+    def eviction_stats(self) -> EvictionStats:
+        """The L1's policy figures (they restart from zero when L1 is flushed)."""
+        return self.l1.eviction_stats()
+
     def _new_l1(self) -> MemoryStorage:
-        return MemoryStorage(self._l1_budget, clock=self._clock, max_variants=self._max_variants)
+        return MemoryStorage(
+            self._l1_budget, clock=self._clock, max_variants=self._max_variants, eviction=self._eviction
+        )
 
     def _begin_read(self, key: str) -> tuple[int, int]:
         """Note a lookup of ``key`` going to L2; the token tells ``_end_read`` what it must not have missed."""

@@ -47,6 +47,7 @@ FAMILIES = (
     "cacheproxy_purged_entries_total",
     "cacheproxy_rule_reloads_total",
     "cacheproxy_store_errors_total",
+    "cacheproxy_upstream_pool_exhausted_total",
 )
 
 
@@ -139,6 +140,11 @@ class Metrics:
         )
         self.store_errors = Counter(
             "cacheproxy_store_errors", "Store operations that failed or were skipped.", ["store", "op"], registry=reg
+        )
+        self.upstream_pool_exhausted = Counter(
+            "cacheproxy_upstream_pool_exhausted",
+            "Requests shed because no upstream connection came free within the pool wait (answered stale or 503).",
+            registry=reg,
         )
         self.stores = StoreCollector()
         reg.register(self.stores)

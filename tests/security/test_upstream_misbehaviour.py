@@ -45,6 +45,7 @@ BROKEN = {
     "rfc9112-5.2-obs-fold-in-framing-field": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n 0\r\n\r\nok",
     "rfc9112-6.3-conflicting-content-length": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
     "rfc9110-5.5-nul-in-value": b"HTTP/1.1 200 OK\r\nX-A: 1\x00x\r\nContent-Length: 2\r\n\r\nok",
+    "rfc9110-5.5-cr-in-value": b"HTTP/1.1 200 OK\r\nX-A: 1\rX\r\nContent-Length: 2\r\n\r\nok",
     "obs-fold": b"HTTP/1.1 200 OK\r\nX-A: 1\r\n  folded\r\nContent-Length: 2\r\n\r\nok",
 }
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,7 +105,9 @@ class UpstreamResponse:
         self, response: aiohttp.ClientResponse, elapsed: float, free: Callable[[], None] | None = None
     ) -> None:
         self._response = response
-        self._free = free  # gives the pool slot back, once the connection is back in aiohttp's pool or closed
+        # Gives the pool slot back once the connection is back in aiohttp's pool or closed; also if this response is
+        # dropped unreleased (aiohttp then closes the connection when collected), so a slot can never leak for good.
+        self._free = weakref.finalize(self, free) if free is not None else None
         self.head = ResponseHead(response.status, strip_hop_by_hop(Headers.from_raw(response.raw_headers)))
         self.elapsed = elapsed
         self.body: bytes | None = None
@@ -174,9 +177,8 @@ class UpstreamResponse:
         self._free_slot()
 
     def _free_slot(self) -> None:
-        free, self._free = self._free, None
-        if free is not None:
-            free()
+        if self._free is not None:
+            self._free()  # a finalizer runs once, whichever comes first
 
     async def __aenter__(self) -> UpstreamResponse:
         return self

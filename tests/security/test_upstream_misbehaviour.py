@@ -8,6 +8,7 @@ Never a dropped connection, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import threading
 from collections.abc import Iterator
@@ -17,6 +18,9 @@ import pytest
 
 from proxy.app import ProxyApp
 from proxy.config import Settings
+from proxy.errors import UpstreamBusy
+from proxy.messages import Headers, RequestHead
+from proxy.upstream import Upstream, UpstreamConfig
 from tests.security.harness import (
     ProxyProcess,
     RawResponse,
@@ -190,3 +194,27 @@ async def test_asgi_websocket_scope_is_501_under_a_server_that_offers_http_respo
         assert head.startswith(b"HTTP/1.1 501")
         assert b"not proxied" in body
         assert upstream.received == []
+
+
+async def test_pool_slot_comes_back_after_streaming_early_release_and_a_dropped_response() -> None:
+    """Every way an exchange ends gives its pool slot back; with a pool of 1, the next request proves it."""
+    request = RequestHead("GET", "http", "example.test", "/big", "", Headers([("host", "example.test")]))
+    big = response_bytes(body=b"x" * 100_000)
+    with recording_upstream(lambda _received: big) as origin:
+        upstream = Upstream(UpstreamConfig(origin.url, pool_size=1, pool_timeout=0.2, read_limit=1024))
+        await upstream.start()
+        try:
+            streamed = await upstream.send(request)
+            assert streamed.body is None
+            assert len(b"".join([chunk async for chunk in streamed.stream()])) == 100_000
+            early = await upstream.send(request)
+            with pytest.raises(UpstreamBusy):
+                await upstream.send(request)
+            await early.release()
+            dropped = await upstream.send(request)
+            del dropped  # never released: the slot comes back when it is collected
+            gc.collect()
+            last = await upstream.send(request)
+            await last.release()
+        finally:
+            await upstream.close()

@@ -150,15 +150,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         while data:
             if self._in_head:
                 room = self.limits.head_budget - self._head_bytes
+                if room <= 0 or self._head_bytes - self._url_bytes >= self.limits.max_header_bytes + HEAD_SLACK:
+                    self._refuse(Refused(431, "431 Request Header Fields Too Large"))  # a field still arriving
+                    return
                 piece, data = data[:room], data[room:]
                 self._head_bytes += len(piece)
             else:
                 piece, data = data, b""
             if not self._feed(piece):
                 return
-            if self._in_head and self._head_bytes - self._url_bytes >= self.limits.max_header_bytes + HEAD_SLACK:
-                self._refuse(Refused(431, "431 Request Header Fields Too Large"))  # a field still arriving
-                return
+        if self._in_head and self._head_bytes - self._url_bytes >= self.limits.max_header_bytes + HEAD_SLACK:
+            self._refuse(Refused(431, "431 Request Header Fields Too Large"))  # do not wait for more of it
 
     def _feed(self, piece: bytes) -> bool:
         """One ``feed_data``; False when the connection is done (refused, or a malformed request answered 400)."""

@@ -6,16 +6,24 @@ process in front of a recording upstream, and checks that a refused request neve
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
+import itertools
 import select
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from uvicorn.server import ServerState
 
+from proxy.limits import LimitedHttpToolsProtocol, Limits
 from tests.security.harness import CRLF, ProxyProcess, RecordingUpstream, proxy_process, recording_upstream, wait_until
 
 LIMIT_FLAGS = (
@@ -236,3 +244,98 @@ def test_limit_flags_have_env_twins_that_survive_the_trip_to_workers(monkeypatch
     assert (settings.head_timeout, settings.keepalive_timeout, settings.max_connections) == (2.5, 3.0, 9)
     assert (settings.upstream_pool_size, settings.upstream_pool_timeout) == (3, 0.5)
     assert Settings.from_env(settings.to_env()) == settings
+
+
+# --- the protocol alone: a unit test of proxy/limits.py with a recording transport --------------------------------
+
+
+class RecordingTransport(asyncio.Transport):
+    """What the protocol wrote, and whether it closed; the peer addresses uvicorn asks for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+        self.closed = False
+        self.closed_by_protocol = False  # before the connection was lost
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8080)}.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def ok_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+UNIT_LIMITS = Limits(max_url_bytes=64, max_header_bytes=512, max_headers=8, head_timeout=60, max_connections=10)
+
+
+def feed_in_pieces(stream: bytes, cuts: list[int]) -> RecordingTransport:
+    """Run ``stream`` through a fresh protocol, delivered in pieces cut at ``cuts``; what came back."""
+    loop = asyncio.new_event_loop()
+    try:
+        config = uvicorn.Config(ok_app, lifespan="off", log_level="warning")
+        protocol = LimitedHttpToolsProtocol(config, ServerState(), {}, loop, limits=UNIT_LIMITS)
+        transport = RecordingTransport()
+        protocol.connection_made(transport)
+        bounds = [0, *sorted(set(cuts)), len(stream)]
+        for start, end in itertools.pairwise(bounds):
+            if transport.closed:
+                break
+            protocol.data_received(stream[start:end])
+            loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(asyncio.sleep(0.01))
+        transport.closed_by_protocol = transport.closed
+        protocol.connection_lost(None)
+        return transport
+    finally:
+        loop.close()
+
+
+def unit_head(target: str, fields: int, value: str = "v" * 40) -> bytes:
+    lines = [f"GET {target} HTTP/1.1", "Host: a", *[f"X-{i}: {value}" for i in range(fields)]]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+cut_points = st.lists(st.integers(min_value=1, max_value=2000), max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(cuts=cut_points)
+def test_limits_pipelined_heads_near_the_limits_are_all_served_however_cut(cuts: list[int]) -> None:
+    stream = unit_head("/" + "a" * 63, 7) * 3  # 8 fields and a 64-byte target each: at the limits, not past them
+    transport = feed_in_pieces(stream, [c for c in cuts if c < len(stream)])
+    assert transport.written.count(b"HTTP/1.1 200") == 3
+    assert not transport.closed_by_protocol
+
+
+@settings(max_examples=60, deadline=None)
+@given(cuts=cut_points, case=st.sampled_from(["url", "count", "bytes", "endless"]))
+def test_limits_refusal_is_one_answer_then_close_however_cut(cuts: list[int], case: str) -> None:
+    heads = {
+        "url": (unit_head("/" + "a" * 64, 1), 414),
+        "count": (unit_head("/", 8), 431),
+        "bytes": (unit_head("/", 4, "v" * 200), 431),
+        "endless": (b"GET / HTTP/1.1\r\nHost: a\r\nX-E: " + b"e" * 1500, 431),
+    }
+    raw, status = heads[case]
+    stream = unit_head("/first", 1) + raw  # a served request first: the counts start again for the second head
+    transport = feed_in_pieces(stream, [c for c in cuts if c < len(stream)])
+    assert transport.written.count(b"HTTP/1.1 200") == 1
+    assert transport.written.count(f"HTTP/1.1 {status} ".encode()) == 1
+    assert transport.closed_by_protocol

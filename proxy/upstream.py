@@ -108,6 +108,8 @@ class UpstreamResponse:
         # Gives the pool slot back once the connection is back in aiohttp's pool or closed; also if this response is
         # dropped unreleased (aiohttp then closes the connection when collected), so a slot can never leak for good.
         self._free = weakref.finalize(self, free) if free is not None else None
+        if self._free is not None:
+            self._free.atexit = False  # nothing to give back once the process ends
         self.head = ResponseHead(response.status, strip_hop_by_hop(Headers.from_raw(response.raw_headers)))
         self.elapsed = elapsed
         self.body: bytes | None = None

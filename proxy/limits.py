@@ -11,10 +11,11 @@ too). Per connection it:
 
 - feeds the parser at most the head budget (``max_url_bytes + max_header_bytes`` and a little for method and version)
   while a head is incomplete, so an endless line is cut at the limit, never buffered;
-- answers ``414`` when the request target passes ``max_url_bytes`` (``on_url`` sees it in pieces, as it arrives), and
-  ``431`` when the fields pass ``max_header_bytes`` or ``max_headers`` (RFC 6585 §5);
-- arms a deadline for the whole head when the connection opens and when a new request begins, cancelled when the head
-  is complete: past it the client gets ``408`` and the connection is closed (RFC 9110 §15.5.9);
+- answers ``414`` when the request target passes ``max_url_bytes``, and ``431`` when the fields pass
+  ``max_header_bytes`` or ``max_headers`` (RFC 6585 §5), checked after every read of an unfinished head and when a
+  head is complete;
+- gives the whole head a deadline from the connection's opening, or a request's first byte, to the head's end: past
+  it the client gets ``408`` and the connection is closed (RFC 9110 §15.5.9); bytes arriving do not extend it;
 - refuses a connection beyond ``max_connections`` (per worker process) at once, with a ``503``, before reading a byte,
   so the established ones keep their file descriptors and their latency;
 - answers an HTTP ``Upgrade: websocket`` request ``501``: WebSocket is not proxied.
@@ -87,6 +88,7 @@ def refusal_bytes(status: int, reason: str) -> bytes:
 
 
 DEFAULT_LIMITS = Limits()
+TOO_MANY_FIELDS = "431 Request Header Fields Too Large: too many header fields"
 TOO_MANY_CONNECTIONS = refusal_bytes(503, "503 Service Unavailable: too many open connections")
 
 
@@ -104,7 +106,12 @@ def connection_cap(wanted: int, *, reserved: int) -> int:
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a bounded request head, a head deadline and a connection cap."""
+    """uvicorn's httptools protocol with a bounded request head, a head deadline and a connection cap.
+
+    The checks sit where they cost least on the path every request takes: a request whose head arrives in one read
+    pays a few comparisons in ``data_received`` and ``on_headers_complete``; the per-field callbacks are uvicorn's own.
+    Exact counts (``url``, ``headers``, the field bytes) are read off uvicorn's buffers, which the head budget bounds.
+    """
 
     def __init__(
         self,
@@ -117,12 +124,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits
+        self.url = b""  # uvicorn sets it when a request begins; the checks may read it before
         self._refused = False
-        self._in_head = True  # between the end of one request and the end of the next one's head
+        self._in_head = True  # from the end of one request to the end of the next one's head
         self._head_bytes = 0  # bytes fed to the parser for the current head
-        self._url_bytes = 0
-        self._field_bytes = 0  # complete field lines seen (name + value + ": " + CRLF)
-        self._field_count = 0
+        self._completed_in_read = False  # a request ended during the current read
+        self._uncounted = False  # the current head began in the read that ended the previous request (pipelining)
+        self._head_started: float | None = None  # loop time the pending head began; None: no head pending
         self._head_timer: asyncio.TimerHandle | None = None
 
     # connection
@@ -135,10 +143,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             transport.close()
             return
         super().connection_made(transport)
-        self._arm_head_timer()
+        self._head_begun()  # a connection that never sends a byte is a head that never arrives
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         if not self._refused:
             super().connection_lost(exc)
 
@@ -147,11 +157,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused or self.parser is None:
             return
         self._unset_keepalive_if_required()
+        self._completed_in_read = False
+        if not self._in_head:
+            self._feed(data)
+            return
+        if self._head_started is None:
+            self._head_begun()
+        if self._head_bytes + len(data) > self.limits.head_budget:
+            self._feed_past_budget(data)
+            return
+        self._head_bytes += len(data)
+        if self._feed(data) and self._in_head:
+            self._check_partial_head()
+
+    def _feed_past_budget(self, data: bytes) -> None:
+        """Feed no more than the head's remaining budget; what follows the head's end is fed as usual."""
         while data:
             if self._in_head:
                 room = self.limits.head_budget - self._head_bytes
-                if room <= 0 or self._head_bytes - self._url_bytes >= self.limits.max_header_bytes + HEAD_SLACK:
-                    self._refuse(Refused(431, "431 Request Header Fields Too Large"))  # a field still arriving
+                if room <= 0:
+                    self._refuse(Refused(431, "431 Request Header Fields Too Large"))
                     return
                 piece, data = data[:room], data[room:]
                 self._head_bytes += len(piece)
@@ -159,8 +184,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 piece, data = data, b""
             if not self._feed(piece):
                 return
-        if self._in_head and self._head_bytes - self._url_bytes >= self.limits.max_header_bytes + HEAD_SLACK:
-            self._refuse(Refused(431, "431 Request Header Fields Too Large"))  # do not wait for more of it
+        if self._in_head:
+            self._check_partial_head()
+
+    def _check_partial_head(self) -> None:
+        """A head still arriving: refuse as soon as what is in already passes a limit."""
+        limits = self.limits
+        if len(self.url) > limits.max_url_bytes:
+            self._refuse(Refused(414, "414 URI Too Long"))
+        elif self.headers and len(self.headers) > limits.max_headers:
+            self._refuse(Refused(431, TOO_MANY_FIELDS))
+        elif self._head_bytes - len(self.url) >= limits.max_header_bytes + HEAD_SLACK:
+            self._refuse(Refused(431, "431 Request Header Fields Too Large"))  # a field still arriving
 
     def _feed(self, piece: bytes) -> bool:
         """One ``feed_data``; False when the connection is done (refused, or a malformed request answered 400)."""
@@ -179,28 +214,30 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         return not self.transport.is_closing()
 
     def _refuse(self, refused: Refused) -> None:
-        self._cancel_head_timer()
+        self._head_started = None
         if self.transport.is_closing():
             return
         self.transport.write(refusal_bytes(refused.status, refused.reason))
         self.transport.close()
 
-    # the head deadline
+    # the head deadline: one timer per connection, re-armed only when it fires early
 
-    def _arm_head_timer(self) -> None:
+    def _head_begun(self) -> None:
+        self._head_started = self.loop.time()
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
 
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing():
+        started = self._head_started
+        if started is None or self.transport.is_closing():
+            return  # no head pending: the timer starts again with the next one
+        left = started + self.limits.head_timeout - self.loop.time()
+        if left > 0:
+            self._head_timer = self.loop.call_later(left, self._head_timed_out)  # a later head than the one armed for
             return
         if self.cycle is not None and not self.cycle.response_complete:
+            self._head_started = None
             self.cycle.keep_alive = False  # a pipelined head is late: finish the response under way, then close
             return
         self._refuse(Refused(408, "408 Request Timeout: the request head did not arrive in time"))
@@ -208,32 +245,31 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # parser callbacks
 
     def on_message_begin(self) -> None:
+        self._uncounted = self._completed_in_read
         super().on_message_begin()
-        self._arm_head_timer()
-
-    def on_url(self, url: bytes) -> None:
-        self._url_bytes += len(url)
-        if self._url_bytes > self.limits.max_url_bytes:
-            raise Refused(414, "414 URI Too Long")
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._field_count += 1
-        self._field_bytes += len(name) + len(value) + 4
-        if self._field_count > self.limits.max_headers:
-            raise Refused(431, "431 Request Header Fields Too Large: too many header fields")
-        if self._field_bytes > self.limits.max_header_bytes:
-            raise Refused(431, "431 Request Header Fields Too Large")
-        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._cancel_head_timer()
         self._in_head = False
+        self._head_started = None
+        limits = self.limits
+        if len(self.url) > limits.max_url_bytes:
+            raise Refused(414, "414 URI Too Long")
+        if len(self.headers) > limits.max_headers:
+            raise Refused(431, TOO_MANY_FIELDS)
+        maybe_over = self._uncounted or self._head_bytes - len(self.url) > limits.max_header_bytes
+        if maybe_over and field_bytes(self.headers) > limits.max_header_bytes:
+            raise Refused(431, "431 Request Header Fields Too Large")
         if self.parser.should_upgrade() and self._get_upgrade() == b"websocket":
             raise Refused(501, f"501 Not Implemented: {WEBSOCKET_REASON}")
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._in_head = True
-        self._head_bytes = self._url_bytes = self._field_bytes = self._field_count = 0
+        self._head_bytes = 0
+        self._completed_in_read = True  # a pipelined head in the rest of this read is not in _head_bytes
         super().on_message_complete()
+
+
+def field_bytes(fields: list[tuple[bytes, bytes]]) -> int:
+    """The size of the field lines as sent: name, ": ", value, CRLF."""
+    return sum(len(name) + len(value) + 4 for name, value in fields)

@@ -160,23 +160,35 @@ def test_endless_header_line_is_cut_at_the_limit_not_buffered(proxy: ProxyProces
     assert proxy.send(head("/after-endless")).status == 200  # and everyone else is still served
 
 
+def dribble_until_answered(sock: socket.socket) -> bytes:
+    """Send an unfinished head, then one byte every 0.1 s until the proxy answers; what it sent before closing."""
+    sock.sendall(b"GET /slow HTTP/1.1\r\nHost: example.test\r\nX-Slow: ")
+    deadline = time.monotonic() + SAFETY
+    while time.monotonic() < deadline:
+        try:
+            sock.sendall(b"a")
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        readable, _, _ = select.select([sock], [], [], 0.1)
+        if readable:
+            return read_until_closed(sock)
+    return b""
+
+
 def test_rfc9110_15_5_9_dribbled_head_gets_408_at_the_head_timeout(proxy: ProxyProcess) -> None:
     """One byte at a time keeps uvicorn's keep-alive timer from ever firing; the head deadline does not reset."""
-    answer = b""
     with connect(proxy.port) as sock:
-        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: example.test\r\nX-Slow: ")
-        deadline = time.monotonic() + SAFETY
-        while time.monotonic() < deadline:
-            try:
-                sock.sendall(b"a")
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            readable, _, _ = select.select([sock], [], [], 0.1)
-            if readable:
-                answer = read_until_closed(sock)
-                break
+        answer = dribble_until_answered(sock)
     assert status_of(answer) == 408
     assert b"connection: close" in answer.lower()
+
+
+def test_rfc9110_15_5_9_dribbled_second_head_on_a_keepalive_connection_gets_408(proxy: ProxyProcess) -> None:
+    """The deadline starts again with each request's first byte, after a served one."""
+    with connect(proxy.port) as sock:
+        assert exchange(sock, head("/first")) == 200
+        answer = dribble_until_answered(sock)
+    assert status_of(answer) == 408
 
 
 def test_rfc9110_15_5_9_silent_connection_gets_408(proxy: ProxyProcess) -> None:

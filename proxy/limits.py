@@ -18,6 +18,8 @@ too). Per connection it:
   it the client gets ``408`` and the connection is closed (RFC 9110 §15.5.9); bytes arriving do not extend it;
 - refuses a connection beyond ``max_connections`` (per worker process) at once, with a ``503``, before reading a byte,
   so the established ones keep their file descriptors and their latency;
+- gives chunked trailer fields, which httptools buffers the same way, the same byte budget (checked per read; past
+  it the connection is closed, as the app already has the request);
 - answers an HTTP ``Upgrade: websocket`` request ``501``: WebSocket is not proxied.
 
 Every refusal is a short plain-text answer followed by closing the connection: after a cut head the stream cannot be
@@ -130,6 +132,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # bytes fed to the parser for the current head
         self._completed_in_read = False  # a request ended during the current read
         self._uncounted = False  # the current head began in the read that ended the previous request (pipelining)
+        self._in_trailers = False  # after a chunk header with no data yet: maybe the trailer section
+        self._trailer_bytes = 0
         self._head_started: float | None = None  # loop time the pending head began; None: no head pending
         self._head_timer: asyncio.TimerHandle | None = None
 
@@ -159,7 +163,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         self._completed_in_read = False
         if not self._in_head:
-            self._feed(data)
+            self._feed_body(data)
             return
         if self._head_started is None:
             self._head_begun()
@@ -169,6 +173,21 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes += len(data)
         if self._feed(data) and self._in_head:
             self._check_partial_head()
+
+    def _feed_body(self, data: bytes) -> None:
+        """A body (or what follows it): fed whole, but chunked trailer fields get the same budget as the head's.
+
+        httptools buffers a trailer field like a header field, whole; a read that brings no body after the last
+        chunk's header is trailer bytes. Past the budget the connection is closed: the app has the request already,
+        so there is no clean answer to give.
+        """
+        counting = self._in_trailers
+        if not self._feed(data) or not (counting and self._in_trailers):
+            return
+        self._trailer_bytes += len(data)
+        if self._trailer_bytes > self.limits.max_header_bytes + HEAD_SLACK:
+            self.logger.warning("Request trailer fields over --max-header-bytes: connection closed.")
+            self.transport.close()
 
     def _feed_past_budget(self, data: bytes) -> None:
         """Feed no more than the head's remaining budget; what follows the head's end is fed as usual."""
@@ -263,9 +282,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             raise Refused(501, f"501 Not Implemented: {WEBSOCKET_REASON}")
         super().on_headers_complete()
 
+    def on_chunk_header(self) -> None:
+        self._in_trailers = True  # until a body byte shows this was not the last chunk
+
+    def on_body(self, body: bytes) -> None:
+        self._in_trailers = False
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
         self._in_head = True
         self._head_bytes = 0
+        self._in_trailers = False
+        self._trailer_bytes = 0
         self._completed_in_read = True  # a pipelined head in the rest of this read is not in _head_bytes
         super().on_message_complete()
 

@@ -146,18 +146,35 @@ def test_endless_header_line_is_cut_at_the_limit_not_buffered(proxy: ProxyProces
     """One header line that never ends (issue 9: 251 MiB): the proxy stops reading at the limit and closes, so the
     client cannot push more than socket buffers hold, and the proxy's memory does not grow with the line."""
     before = rss_kib(proxy.pid)
-    chunk = b"a" * 65536
     attempted = 200 * 1024 * 1024
+    sent = push_endless(proxy.port, b"GET / HTTP/1.1\r\nHost: example.test\r\nX-Endless: ", attempted)
+    assert sent < attempted // 4, f"the proxy kept reading a header line for {sent} bytes"
+    assert rss_kib(proxy.pid) - before < 32 * 1024
+    assert proxy.send(head("/after-endless")).status == 200  # and everyone else is still served
+
+
+def push_endless(port: int, start: bytes, attempted: int) -> int:
+    """Send ``start`` then ``a`` bytes until the proxy closes the connection or ``attempted`` bytes went; how many."""
+    chunk = b"a" * 65536
     sent = 0
-    with connect(proxy.port) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: example.test\r\nX-Endless: ")
+    with connect(port) as sock:
+        sock.sendall(start)
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             while sent < attempted:
                 sock.sendall(chunk)
                 sent += len(chunk)
-    assert sent < attempted // 4, f"the proxy kept reading a header line for {sent} bytes"
+    return sent
+
+
+def test_rfc9112_7_1_2_endless_trailer_field_is_cut_at_the_header_limit(proxy: ProxyProcess) -> None:
+    """Trailer fields are buffered by the parser like header fields: they get the same budget."""
+    before = rss_kib(proxy.pid)
+    attempted = 200 * 1024 * 1024
+    start = b"POST /t HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-T: "
+    sent = push_endless(proxy.port, start, attempted)
+    assert sent < attempted // 4, f"the proxy kept reading a trailer line for {sent} bytes"
     assert rss_kib(proxy.pid) - before < 32 * 1024
-    assert proxy.send(head("/after-endless")).status == 200  # and everyone else is still served
+    assert proxy.send(head("/after-trailer")).status == 200
 
 
 def dribble_until_answered(sock: socket.socket) -> bytes:
@@ -350,4 +367,28 @@ def test_limits_refusal_is_one_answer_then_close_however_cut(cuts: list[int], ca
     transport = feed_in_pieces(stream, [c for c in cuts if c < len(stream)])
     assert transport.written.count(b"HTTP/1.1 200") == 1
     assert transport.written.count(f"HTTP/1.1 {status} ".encode()) == 1
+    assert transport.closed_by_protocol
+
+
+CHUNKED = b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@settings(max_examples=60, deadline=None)
+@given(cuts=cut_points)
+def test_rfc9112_7_1_2_chunked_body_with_small_trailer_is_served_however_cut(cuts: list[int]) -> None:
+    stream = CHUNKED + b"400\r\n" + b"b" * 0x400 + b"\r\n0\r\nX-Small: 1\r\n\r\n" + unit_head("/next", 1)
+    transport = feed_in_pieces(stream, [c for c in cuts if c < len(stream)])
+    assert transport.written.count(b"HTTP/1.1 200") == 2
+    assert not transport.closed_by_protocol
+
+
+@settings(max_examples=30, deadline=None)
+@given(cuts=cut_points)
+def test_rfc9112_7_1_2_endless_trailer_closes_the_connection_however_cut(cuts: list[int]) -> None:
+    """The trailer budget is checked per read (a read that ends the body is fed whole): an endless trailer, arriving
+    in reads of up to 100 bytes past a first read cut anywhere, is cut within a read of the 512-byte limit."""
+    prefix = CHUNKED + b"1\r\nb\r\n0\r\nX-T: "
+    stream = prefix + b"t" * 2000
+    steady = list(range(len(prefix) + 100, len(stream), 100))
+    transport = feed_in_pieces(stream, [c for c in cuts if c < len(prefix) + 100] + steady)
     assert transport.closed_by_protocol

@@ -41,6 +41,7 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=("text", "json"), default=_env("log_format", "text"))
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
     _add_eviction_flag(p)
+    _add_limit_flags(p)
 
 
 def _add_eviction_flag(p: argparse.ArgumentParser) -> None:
@@ -51,6 +52,27 @@ def _add_eviction_flag(p: argparse.ArgumentParser) -> None:
         choices=tuple(POLICIES),
         default=_env("eviction", DEFAULT_POLICY),
         help=f"eviction policy of the memory store and the L1 (default {DEFAULT_POLICY})",
+    )
+
+
+def _add_limit_flags(p: argparse.ArgumentParser) -> None:
+    """Per-connection limits (answered 414, 431, 408 or refused) and the upstream pool (503 past its wait)."""
+    p.add_argument("--max-url-bytes", default=_env("max_url_bytes", "8KiB"), help="request target size (8KiB): 414")
+    p.add_argument("--max-header-bytes", default=_env("max_header_bytes", "64KiB"), help="header fields (64KiB): 431")
+    p.add_argument("--max-headers", type=int, default=int(_env("max_headers", "100") or 100), help="fields (100): 431")
+    p.add_argument("--head-timeout", type=float, default=float(_env("head_timeout", "10") or 10), help="seconds: 408")
+    p.add_argument(
+        "--keepalive-timeout", type=float, default=float(_env("keepalive_timeout", "5") or 5), help="idle seconds (5)"
+    )
+    p.add_argument(
+        "--max-connections", type=int, default=int(_env("max_connections", "4096") or 4096), help="per worker (4096)"
+    )
+    p.add_argument("--upstream-pool-size", type=int, default=int(_env("upstream_pool_size", "256") or 256))
+    p.add_argument(
+        "--upstream-pool-timeout",
+        type=float,
+        default=float(_env("upstream_pool_timeout", "1") or 1),
+        help="seconds to wait for a pooled upstream connection before answering 503 (1)",
     )
 
 
@@ -75,6 +97,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         log_format=args.log_format,
         access_log=not args.no_access_log,
         eviction=args.eviction,
+        max_url_bytes=parse_size(args.max_url_bytes),
+        max_header_bytes=parse_size(args.max_header_bytes),
+        max_headers=args.max_headers,
+        head_timeout=args.head_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        max_connections=args.max_connections,
+        upstream_pool_size=args.upstream_pool_size,
+        upstream_pool_timeout=args.upstream_pool_timeout,
     )
 
 

@@ -46,6 +46,15 @@ class Settings:
     log_format: str = "text"
     access_log: bool = True
     eviction: str = DEFAULT_POLICY
+    # per-connection limits (proxy/limits.py) and the upstream pool (proxy/upstream.py)
+    max_url_bytes: int = 8 * 1024
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    head_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+    max_connections: int = 4096
+    upstream_pool_size: int = 256
+    upstream_pool_timeout: float = 1.0
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.upstream)
@@ -68,6 +77,16 @@ class Settings:
             check_policy(self.eviction)
         except ValueError as error:
             raise ConfigError(f"--eviction: {error}") from error
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        positive = ("max_url_bytes", "max_header_bytes", "max_headers", "max_connections", "upstream_pool_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("head_timeout", "keepalive_timeout", "upstream_pool_timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive number of seconds")
 
     def to_env(self) -> dict[str, str]:
         """The environment that makes ``from_env`` rebuild these settings (for worker processes)."""
@@ -94,7 +113,7 @@ class Settings:
 
 
 def _convert(name: str, type_name: str, raw: str) -> object:
-    if name in ("memory_budget", "l1_budget"):
+    if name in ("memory_budget", "l1_budget", "max_url_bytes", "max_header_bytes"):
         return parse_size(raw)
     if "bool" in type_name:
         return raw.strip().lower() in ("1", "true", "yes", "on")

@@ -17,17 +17,17 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 class TrailerlessProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` that ignores every field line after the header section of each message."""
 
-    _in_trailers = False
+    _past_head = False
 
     def on_message_begin(self) -> None:
-        self._in_trailers = False
+        self._past_head = False
         super().on_message_begin()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._in_trailers:
+        if self._past_head:
             return
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._in_trailers = True
+        self._past_head = True
         super().on_headers_complete()

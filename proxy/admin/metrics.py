@@ -51,6 +51,7 @@ FAMILIES = (
     "cacheproxy_store_errors_total",
     "cacheproxy_policy_evictions_total",
     "cacheproxy_ghost_hits_total",
+    "cacheproxy_upstream_pool_exhausted_total",
 )
 
 
@@ -162,6 +163,11 @@ class Metrics:
         )
         self.store_errors = Counter(
             "cacheproxy_store_errors", "Store operations that failed or were skipped.", ["store", "op"], registry=reg
+        )
+        self.upstream_pool_exhausted = Counter(
+            "cacheproxy_upstream_pool_exhausted",
+            "Requests shed because no upstream connection came free within the pool wait (answered stale or 503).",
+            registry=reg,
         )
         self.stores = StoreCollector()
         reg.register(self.stores)

@@ -9,7 +9,7 @@ from typing import Any
 from proxy.cache.answers import Answer, CacheOutcome, entry_answer, error_answer, response_answer
 from proxy.cache.fetch import Exchange, upstream_error_text
 from proxy.clock import Clock
-from proxy.errors import UpstreamError
+from proxy.errors import UpstreamBusy, UpstreamError
 from proxy.messages import Entry, RequestHead
 from proxy.rfc.age import current_age
 from proxy.rfc.cache_status import cache_status
@@ -95,6 +95,8 @@ class Replies:
 
     def error(self, status: int, error: UpstreamError, fwd: Fwd) -> Answer:
         line = self.status(fwd=fwd, detail=error.detail)
+        if isinstance(error, UpstreamBusy) and status == error.status:
+            return busy_answer(line, error.detail)
         return error_answer(status, upstream_error_text(status, error), line, error.detail)
 
     def stale_if_error(self, request: RequestHead, entry: Entry, fwd: Fwd, upstream_status: int | None) -> Answer:
@@ -106,6 +108,18 @@ class Replies:
     def only_if_cached(self, reason: Reason) -> Answer:
         line = self.status(fwd=Fwd.MISS, detail=reason)
         return error_answer(504, "504 Gateway Timeout: not in cache (only-if-cached)", line, reason)
+
+
+BUSY_TEXT = "503 Service Unavailable: every upstream connection is busy; retry shortly"
+RETRY_AFTER = b"1"  # seconds: the pool wait is about that long, and a shed request is cheap to retry
+
+
+def busy_answer(status_line: str, detail: str) -> Answer:
+    """The pool stayed full for the whole bounded wait (``UpstreamBusy``): shed with ``Retry-After``
+    (RFC 9110 §15.6.4, §10.2.3) instead of queueing the client behind the others."""
+    answer = error_answer(503, BUSY_TEXT, status_line, detail)
+    answer.headers.append((b"retry-after", RETRY_AFTER))
+    return answer
 
 
 def _attach_stream(answer: Answer, request: RequestHead, exchange: Exchange) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -24,6 +24,7 @@ from proxy.rules.model import (
     DefaultsFields,
     KeyFields,
     KeySpec,
+    MatchFields,
     Route,
     RouteFields,
     Rules,
@@ -42,6 +43,7 @@ _MESSAGES = {
     "string_type": "must be a string",
     "string_too_short": "must not be empty",
 }
+_EMPTY = "no 'routes:' and no 'defaults:' (an empty or truncated file?); write 'routes: []' to mean no routes"
 
 
 class Problem(NamedTuple):
@@ -52,7 +54,11 @@ class Problem(NamedTuple):
 
 
 def load_rules(path: str | Path) -> Rules:
-    """Read, validate and resolve a rules file; ``RulesError`` carries every problem. Empty file: defaults."""
+    """Read, validate and resolve a rules file; ``RulesError`` carries every problem.
+
+    An empty file, or one with neither ``routes:`` nor ``defaults:``, is a problem (a truncated save must not
+    silently drop every route); ``routes: []`` written out is how a file says "no routes".
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -78,8 +84,10 @@ def parse_rules(text: str, source: str) -> Rules:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise RulesError([f"{source}:{line}:{col}: yaml: {exc.problem or exc.context}"]) from None
     if root is None or data is None:
-        return Rules((), Route(name="default"), source)
+        raise RulesError([f"{source}:1:1: (file): {_EMPTY}"])
     problems = _duplicate_keys(root, "")
+    if isinstance(data, dict) and not {"routes", "defaults"} & set(data):
+        problems.append(_at(root, "(file)", _EMPTY))
     model: RulesFile | None = None
     try:
         model = RulesFile.model_validate(data)
@@ -139,11 +147,21 @@ def _from_pydantic(root: Node, err: ErrorDetails) -> Problem:
     kind = err["type"]
     if kind == "extra_forbidden" and key_node is not None:
         name = str(err["loc"][-1])
-        hint = difflib.get_close_matches(name, field_names(), n=1)
+        hint = _nested_home(err["loc"], name) or difflib.get_close_matches(name, field_names(), n=1)
         message = f"unknown field {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
         return _at(key_node, field, message)
     message = _MESSAGES.get(kind) or err["msg"].replace("Input should be", "must be")
     return _at(node, field, message)
+
+
+def _nested_home(loc: tuple[int | str, ...], name: str) -> list[str]:
+    """Where a field placed one level too high belongs: ``path:`` under a route is ``match.path``."""
+    homes: list[tuple[str, type[BaseModel]]] = [("key", KeyFields)]
+    if len(loc) == 3 and loc[0] == "routes":
+        homes.insert(0, ("match", MatchFields))
+    elif not (len(loc) == 2 and loc[0] == "defaults"):
+        return []
+    return [f"{prefix}.{name}" for prefix, model in homes if name in model.model_fields][:1]
 
 
 def _duplicate_keys(node: Node, path: str) -> list[Problem]:

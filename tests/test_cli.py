@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from proxy.cli import main
+from proxy.cli import build_parser, main, settings_from_args
+from proxy.config import Settings
+from proxy.errors import ConfigError
 
 GOOD = "routes:\n  - name: api\n    match: {path: /api/**}\n    ttl: 30s\n"
 BAD = "routes:\n  - name: api\n    match: {path: /api/**}\n    ttl: soon\n    colour: blue\n"
@@ -26,7 +29,9 @@ def test_check_reports_every_problem_with_file_line_col_and_exits_1(
     rules = tmp_path / "rules.yaml"
     rules.write_text(BAD)
     assert main(["check", str(rules)]) == 1
-    lines = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    assert captured.out == ""  # problems go to stderr, as serve prints them (issue 13 item 14)
+    lines = captured.err.splitlines()
     assert f"{rules}:4:10: routes[0].ttl: must be a duration like 30s, 5m, 1h, 1d, 250ms or plain seconds" in lines
     assert any(line.startswith(f"{rules}:5:5: routes[0].colour:") for line in lines)
 
@@ -68,7 +73,7 @@ def test_serve_needs_an_upstream(monkeypatch: pytest.MonkeyPatch, capsys: pytest
 
 
 def test_serve_rejects_a_bad_size(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["serve", "--upstream", "http://127.0.0.1:9", "--memory-budget", "lots"]) == 2
+    assert exit_code(["serve", "--upstream", "http://127.0.0.1:9", "--memory-budget", "lots"]) == 2
     assert "not a size" in capsys.readouterr().err
 
 
@@ -79,3 +84,164 @@ def test_serve_flags_read_cacheproxy_environment_variables(
     monkeypatch.setenv("CACHEPROXY_WORKERS", "3")
     assert main(["serve"]) == 2  # the environment's upstream was taken; its workers clash with the memory store
     assert "--workers > 1 needs a shared store" in capsys.readouterr().err
+
+
+UPSTREAM = ["--upstream", "http://127.0.0.1:9"]
+STORE_REDIS = "routes:\n  - name: api\n    match: {path: /api/**}\n    store: redis\n"
+
+
+def exit_code(argv: list[str]) -> int:
+    """``main`` for argv that may end in argparse's ``SystemExit`` (``--help``, ``--version``, a bad value)."""
+    try:
+        return main(argv)
+    except SystemExit as done:
+        return int(done.code or 0)
+
+
+def serve_settings(argv: list[str]) -> Settings:
+    return settings_from_args(build_parser().parse_args(["serve", *UPSTREAM, *argv]))
+
+
+def test_issue13_1_check_empty_file_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert main(["check", str(empty)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"{empty}:1:1: (file): no 'routes:' and no 'defaults:'")
+
+
+@pytest.mark.parametrize(
+    ("how", "store"),
+    [
+        pytest.param("flag", "memory", id="issue13-2-check-store-flag"),
+        pytest.param("env", "memory", id="issue13-2-check-cacheproxy-store"),
+    ],
+)
+def test_issue13_2_check_given_the_store_rejects_store_redis_without_redis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], how: str, store: str
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(STORE_REDIS)
+    if how == "env":
+        monkeypatch.setenv("CACHEPROXY_STORE", store)
+    assert main(["check", str(rules), *(["--store", store] if how == "flag" else [])]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"{rules}:4:12: routes[0].store: store 'redis' is not configured: serve with --store")
+
+
+def test_issue13_2_check_with_a_redis_store_accepts_store_redis(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(STORE_REDIS)
+    assert main(["check", str(rules), "--store", "redis://127.0.0.1:9/0"]) == 0
+
+
+def test_issue13_2_serve_refuses_store_redis_without_redis_at_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(STORE_REDIS)
+    assert main(["serve", *UPSTREAM, "--rules", str(rules)]) == 1
+    assert "routes[0].store: store 'redis' is not configured" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        pytest.param("CACHEPROXY_PORT", "x", "expected a port number from 0 to 65535", id="issue13-3-port"),
+        pytest.param("CACHEPROXY_WORKERS", "two", "expected a whole number of at least 1", id="issue13-3-workers"),
+        pytest.param(
+            "CACHEPROXY_CONNECT_TIMEOUT",
+            "soon",
+            "expected a positive number of seconds",
+            id="issue13-3-connect-timeout",
+        ),
+        pytest.param("CACHEPROXY_READ_TIMEOUT", "-1", "expected a positive number of seconds", id="issue13-3-negative"),
+        pytest.param("CACHEPROXY_MEMORY_BUDGET", "lots", "not a size", id="issue13-3-size"),
+        pytest.param("CACHEPROXY_PRESERVE_HOST", "maybe", "1/true/yes/on or 0/false/no/off", id="issue13-3-boolean"),
+    ],
+)
+def test_issue13_3_bad_environment_value_is_one_line_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert exit_code(["--help"]) == 0  # help never reads the values
+    capsys.readouterr()
+    assert exit_code(["serve", *UPSTREAM]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"{variable}={value!r}: " in line
+    assert expected in line
+
+
+@pytest.mark.parametrize(
+    "flag", ["--connect-timeout", "--read-timeout"], ids=["issue13-3-negative-connect", "issue13-3-negative-read"]
+)
+def test_issue13_3_negative_duration_is_rejected(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert exit_code(["serve", *UPSTREAM, flag, "-1"]) == 2
+    assert "expected a positive number of seconds" in capsys.readouterr().err
+
+
+def test_issue13_3_settings_from_env_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match="CACHEPROXY_PORT='x': expected a port number"):
+        Settings.from_env({"CACHEPROXY_UPSTREAM": "http://127.0.0.1:9", "CACHEPROXY_PORT": "x"})
+    with pytest.raises(ConfigError, match="--connect-timeout must be a positive number of seconds"):
+        Settings(upstream="http://127.0.0.1:9", connect_timeout=-1)
+
+
+def test_issue13_12_every_serve_flag_says_its_default_and_variable() -> None:
+    """A flag added by following the pattern (``default=_env(...)``) passes; one that does not, fails here."""
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    options = [a for a in serve._actions if a.option_strings and a.dest != "help"]
+    assert len(options) >= 15
+    for action in options:
+        flag = action.option_strings[-1]
+        variable = "CACHEPROXY_" + flag.removeprefix("--").replace("-", "_").upper()
+        assert action.help and "[default: " in action.help and f"env {variable}]" in action.help, flag
+
+
+def test_issue13_12_l1_budget_help_tells_the_default_is_off() -> None:
+    help_text = build_parser()._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
+    assert "32MiB)" not in help_text
+    assert "0 means no L1 [default: 0; env" in " ".join(help_text.split())
+
+
+def test_issue13_12_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert exit_code(["--version"]) == 0
+    assert capsys.readouterr().out == f"cacheproxy {version('cacheproxy')}\n"
+
+
+@pytest.mark.parametrize("value", ["1", "true", "yes", "on", "TRUE", "On"])
+def test_issue13_12_no_access_log_has_a_variable_twin(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("CACHEPROXY_NO_ACCESS_LOG", value)
+    assert serve_settings([]).access_log is False
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(v, True) for v in ("1", "true", "yes", "on")] + [(v, False) for v in ("0", "false", "no", "off")],
+)
+def test_issue13_12_boolean_variables_read_the_usual_words(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: bool
+) -> None:
+    monkeypatch.setenv("CACHEPROXY_PRESERVE_HOST", value)
+    monkeypatch.setenv("CACHEPROXY_ALLOW_PURGE_METHOD", value)
+    settings = serve_settings([])
+    assert (settings.preserve_host, settings.allow_purge_method) == (expected, expected)
+    env = {"CACHEPROXY_UPSTREAM": "http://127.0.0.1:9", "CACHEPROXY_PRESERVE_HOST": value}
+    assert Settings.from_env(env).preserve_host is expected
+
+
+def test_issue13_12_flag_wins_over_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CACHEPROXY_PORT", "9999")
+    monkeypatch.setenv("CACHEPROXY_PRESERVE_HOST", "off")
+    assert serve_settings([]).port == 9999
+    settings = serve_settings(["--port", "7000", "--preserve-host"])
+    assert (settings.port, settings.preserve_host) == (7000, True)
+
+
+def test_issue13_8_workers_get_the_access_log_setting_through_the_environment() -> None:
+    settings = serve_settings(["--no-access-log", "--store", "redis://127.0.0.1:9/0", "--workers", "2"])
+    assert Settings.from_env(settings.to_env()) == settings
+    assert Settings.from_env(settings.to_env()).access_log is False

@@ -9,6 +9,7 @@ the routes: duplicate names, routes shadowed by an earlier catch-all, caching se
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -53,29 +54,30 @@ class Problem(NamedTuple):
     message: str
 
 
-def load_rules(path: str | Path) -> Rules:
+def load_rules(path: str | Path, *, stores: Collection[str] | None = None) -> Rules:
     """Read, validate and resolve a rules file; ``RulesError`` carries every problem.
 
     An empty file, or one with neither ``routes:`` nor ``defaults:``, is a problem (a truncated save must not
-    silently drop every route); ``routes: []`` written out is how a file says "no routes".
+    silently drop every route); ``routes: []`` written out is how a file says "no routes". With ``stores`` (the
+    names the proxy's settings open), a ``store:`` naming another store is a problem, not a silent fallback.
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RulesError([f"{path}: cannot read: {exc}"]) from exc
-    return parse_rules(text, str(path))
+    return parse_rules(text, str(path), stores=stores)
 
 
-def check_file(path: str | Path) -> list[str]:
+def check_file(path: str | Path, *, stores: Collection[str] | None = None) -> list[str]:
     """The problems ``load_rules`` would report (an empty list when the file is valid)."""
     try:
-        load_rules(path)
+        load_rules(path, stores=stores)
     except RulesError as exc:
         return exc.problems
     return []
 
 
-def parse_rules(text: str, source: str) -> Rules:
+def parse_rules(text: str, source: str, *, stores: Collection[str] | None = None) -> Rules:
     """``load_rules`` on text already read; ``source`` names the file in messages."""
     try:
         root, data = _compose(text)
@@ -94,6 +96,8 @@ def parse_rules(text: str, source: str) -> Rules:
     except ValidationError as exc:
         problems.extend(_from_pydantic(root, err) for err in exc.errors())
     problems.extend(_route_problems(root, data))
+    if stores is not None:
+        problems.extend(_store_problems(root, data, stores))
     if problems or model is None:
         problems.sort()
         raise RulesError([f"{source}:{p.line}:{p.col}: {p.field}: {p.message}" for p in problems])
@@ -205,6 +209,22 @@ def _route_problems(root: Node, data: Any) -> list[Problem]:
             line = _locate(root, ("routes", shadow[0]))[0].start_mark.line + 1
             message = f"unreachable: every request it matches goes to route {shadow[1].name!r} (line {line})"
             problems.append(_at(node, field, message))
+    return problems
+
+
+def _store_problems(root: Node, data: Any, stores: Collection[str]) -> list[Problem]:
+    """``store: redis`` with no Redis store configured would quietly use memory: say so instead."""
+    places: list[tuple[int | str, ...]] = [("routes", i) for i, _ in _valid_routes(data)] + [("defaults",)]
+    problems: list[Problem] = []
+    for place in places:
+        node, key_node, field = _locate(root, (*place, "store"))
+        if key_node is None or not isinstance(node, ScalarNode) or node.tag.endswith(":null") or node.value in stores:
+            continue
+        message = (
+            f"store {node.value!r} is not configured: serve with --store redis://… (or CACHEPROXY_STORE), "
+            f"or remove this line (configured: {', '.join(sorted(stores))})"
+        )
+        problems.append(_at(node, field, message))
     return problems
 
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from proxy.errors import RulesError
@@ -30,14 +30,22 @@ class RulesHolder:
     """The current rules of one process, reloaded on demand, on file change (``watch``) and on SIGHUP.
 
     The constructor loads the file and raises ``RulesError`` when it is invalid, so a proxy never starts on bad
-    rules. ``on_reload(ok, problems)`` is called after each reload attempt (for the metric and the log).
+    rules (``stores``: the store names the settings open; a route picking another is invalid too).
+    ``on_reload(ok, problems)`` is called after each reload attempt (for the metric and the log).
     """
 
-    def __init__(self, path: Path | None, *, on_reload: Callable[[bool, list[str]], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        on_reload: Callable[[bool, list[str]], None] | None = None,
+        stores: Collection[str] | None = None,
+    ) -> None:
         self.path = path
         self.on_reload = on_reload
+        self.stores = stores  # the store names routes may pick (None: not checked)
         self._seen: Signature | None = self._signature()
-        self.current: Rules = Rules.builtin() if path is None else load_rules(path)
+        self.current: Rules = Rules.builtin() if path is None else load_rules(path, stores=stores)
 
     def reload(self) -> bool:
         """Load the file again; swap it in when valid, otherwise log each problem and keep the current rules."""
@@ -45,7 +53,7 @@ class RulesHolder:
             return True
         self._seen = self._signature()
         try:
-            rules = load_rules(self.path)
+            rules = load_rules(self.path, stores=self.stores)
         except RulesError as exc:
             for problem in exc.problems:
                 log.error("rules reload rejected: %s", problem)

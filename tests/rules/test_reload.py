@@ -188,3 +188,18 @@ async def test_reload_routes_written_out_empty_is_accepted(
     assert await eventually(lambda: len(reports.calls) == 1)
     assert reports.calls == [(True, [])]
     assert holder.current.routes == ()
+
+
+def test_reload_route_store_redis_without_redis_is_rejected(rules_path: Path) -> None:
+    """Issue 13 item 2: with only the memory store open, ``store: redis`` is an error, at start and on reload."""
+    reports = Reports()
+    holder = RulesHolder(rules_path, on_reload=reports, stores={"memory"})
+    put(rules_path, routes_named("r") + "    store: redis\n")
+    assert holder.reload() is False
+    ((ok, (problem,)),) = reports.calls
+    assert ok is False
+    assert problem.startswith(f"{rules_path}:4:12: routes[0].store: store 'redis' is not configured")
+    assert current_name(holder) == "old"
+    with pytest.raises(RulesError):
+        RulesHolder(rules_path, stores={"memory"})
+    assert current_name(RulesHolder(rules_path, stores={"memory", "redis"})) == "r"

@@ -245,3 +245,20 @@ def test_issue13_8_workers_get_the_access_log_setting_through_the_environment() 
     settings = serve_settings(["--no-access-log", "--store", "redis://127.0.0.1:9/0", "--workers", "2"])
     assert Settings.from_env(settings.to_env()) == settings
     assert Settings.from_env(settings.to_env()).access_log is False
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["not a url", "ftp://x.example/a", "x.example/a", "http:///a", "/a b"],
+    ids=["issue13-14-words", "issue13-14-scheme", "issue13-14-no-scheme", "issue13-14-no-host", "issue13-14-space"],
+)
+def test_issue13_14_explain_rejects_what_is_not_a_url(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "GET", url]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"cacheproxy: not a URL: {url!r} (give http://host/path, or /path with -H 'Host: name')\n"
+
+
+def test_issue13_14_explain_takes_a_path_with_a_host_header(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "GET", "/a?b=1", "-H", "Host: x.example"]) == 0
+    assert capsys.readouterr().out.startswith("request   GET http://x.example/a?b=1\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from importlib.metadata import version
 from pathlib import Path
 
@@ -262,3 +263,17 @@ def test_issue13_14_explain_rejects_what_is_not_a_url(url: str, capsys: pytest.C
 def test_issue13_14_explain_takes_a_path_with_a_host_header(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "GET", "/a?b=1", "-H", "Host: x.example"]) == 0
     assert capsys.readouterr().out.startswith("request   GET http://x.example/a?b=1\n")
+
+
+@pytest.mark.parametrize("flag", ["--port", "--origin-port"], ids=["issue13-4-proxy-port", "issue13-4-origin-port"])
+def test_issue13_4_demo_on_a_busy_port_is_one_line(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["demo", flag, str(port)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"cacheproxy: demo: cannot listen on 127.0.0.1:{port}: ")
+    assert line.endswith(f"(pick another {flag} N)")

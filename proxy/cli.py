@@ -6,6 +6,7 @@ Every ``serve`` flag also reads ``CACHEPROXY_<FLAG>`` from the environment; a fl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -161,7 +162,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         # refuse to start on an invalid file, with the same messages as check
         load_rules(settings.rules, stores=settings.store_names)
-    serve(settings)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn shut down cleanly, then re-raised Ctrl-C's SIGINT
+        serve(settings)
     return 0
 
 

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import httpx
 import pytest
 
 from proxy.cli import build_parser, main, settings_from_args
 from proxy.config import Settings
 from proxy.errors import ConfigError
+from tests.support.servers import free_port, stop_process, wait_http
 
 GOOD = "routes:\n  - name: api\n    match: {path: /api/**}\n    ttl: 30s\n"
 BAD = "routes:\n  - name: api\n    match: {path: /api/**}\n    ttl: soon\n    colour: blue\n"
@@ -277,3 +283,32 @@ def test_issue13_4_demo_on_a_busy_port_is_one_line(flag: str, capsys: pytest.Cap
     (line,) = captured.err.splitlines()
     assert line.startswith(f"cacheproxy: demo: cannot listen on 127.0.0.1:{port}: ")
     assert line.endswith(f"(pick another {flag} N)")
+
+
+def _run_until_sigint(args: list[str], ready: str, log_path: Path, then: str | None = None) -> tuple[int, str]:
+    """Start ``python -m proxy *args``, wait for ``ready``, GET ``then``, send SIGINT (Ctrl-C): exit code and output."""
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "proxy", *args], env=env, stdout=log, stderr=log)
+        try:
+            wait_http(ready, timeout=60, proc=proc)
+            if then is not None:
+                assert "cache-status" in httpx.get(then, timeout=10).headers
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=60)
+        finally:
+            stop_process(proc)
+    return code, log_path.read_text()
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"], ids=["issue13-14-serve-ctrl-c", "issue13-14-demo-ctrl-c"])
+def test_issue13_14_ctrl_c_ends_cleanly_without_a_traceback(command: str, tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = ["serve", *UPSTREAM] if command == "serve" else ["demo"]
+    code, output = _run_until_sigint(
+        [*args, "--port", str(port)], url + "/_cacheproxy/healthz", tmp_path / "out.log", then=url + "/api/time"
+    )
+    assert code == 0, output
+    assert "Traceback" not in output
+    assert "Application shutdown complete" in output or command == "demo"

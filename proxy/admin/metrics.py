@@ -47,6 +47,7 @@ FAMILIES = (
     "cacheproxy_purged_entries_total",
     "cacheproxy_rule_reloads_total",
     "cacheproxy_store_errors_total",
+    "cacheproxy_redis_used_memory_bytes",
 )
 
 
@@ -86,7 +87,14 @@ class StoreCollector(Collector):
         self.stats: dict[str, StoreStats] = {}
 
     def collect(self) -> Iterator[Metric]:
-        stored = GaugeMetricFamily("cacheproxy_stored_bytes", "Bytes held by the store.", labels=["store"])
+        stored = GaugeMetricFamily(
+            "cacheproxy_stored_bytes", "Bytes of the cache's own entries in the store.", labels=["store"]
+        )
+        server = GaugeMetricFamily(
+            "cacheproxy_redis_used_memory_bytes",
+            "Redis' used_memory: the whole server (other data, indexes, buffers), not only the cache's entries.",
+            labels=["store"],
+        )
         entries = GaugeMetricFamily("cacheproxy_stored_entries", "Entries held by the store.", labels=["store"])
         budget = GaugeMetricFamily(
             "cacheproxy_store_budget_bytes", "The store's byte budget (memory stores).", labels=["store"]
@@ -100,7 +108,9 @@ class StoreCollector(Collector):
             if stats.budget is not None:
                 budget.add_metric([name], stats.budget)
             evictions.add_metric([name], stats.evictions)
-        yield from (stored, entries, budget, evictions)
+            if stats.server_memory is not None:
+                server.add_metric([name], stats.server_memory)
+        yield from (stored, entries, budget, evictions, server)
 
 
 class Metrics:

@@ -312,3 +312,39 @@ def test_issue13_14_ctrl_c_ends_cleanly_without_a_traceback(command: str, tmp_pa
     assert code == 0, output
     assert "Traceback" not in output
     assert "Application shutdown complete" in output or command == "demo"
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+CI_RUN = Path(__file__).resolve().parent.parent / ".ci" / "run"
+
+
+def readme_blocks() -> list[str]:
+    return [block.split("\n", 1)[1] for block in README.read_text().split("```")[1::2] if block.startswith("sh\n")]
+
+
+def test_issue13_13_readme_setup_starts_with_a_venv_and_ci_runs_its_test_command() -> None:
+    blocks = readme_blocks()
+    assert blocks[0].strip() == "python3 -m venv .venv && . .venv/bin/activate"
+    assert blocks[1].strip() == "pip install -e . && cacheproxy demo"
+    test_command = blocks[2].strip()
+    assert test_command == "pip install -e '.[dev]' && python -m pytest"
+    assert CI_RUN.read_text().rstrip().splitlines()[-1] == test_command
+
+
+def test_issue13_13_readme_purges_use_the_host_of_the_fetches_and_no_design_link() -> None:
+    text = README.read_text()
+    assert "curl -X POST localhost" not in text
+    assert "curl -X POST 127.0.0.1:8080/_cacheproxy/purge" in text
+    assert "curl -si http://127.0.0.1:8080/api/time" in text
+    assert "DESIGN.md" not in text
+    assert "`miss`" in text
+    assert "carry no `Cache-Status`" in text
+    assert "`cacheproxy purge` sends `Authorization: Bearer $CACHEPROXY_ADMIN_TOKEN`" in text
+
+
+def test_issue13_12_readme_names_every_serve_flag() -> None:
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    text = README.read_text()
+    for action in serve._actions:
+        if action.option_strings and action.dest != "help":
+            assert f"[{action.option_strings[-1]}" in text or f"{action.option_strings[-1]} " in text, action.dest

@@ -1,6 +1,14 @@
 """The ``cacheproxy`` command: serve, demo, check, explain, schema, purge.
 
 Every ``serve`` flag also reads ``CACHEPROXY_<FLAG>`` from the environment; a flag on the command line wins.
+A new flag follows one pattern, and its ``--help`` then names its default and its variable (a test holds every flag
+to it)::
+
+    p.add_argument("--name", type=value_of(parse), default=_env("name", "builtin"), help="what it does")
+    p.add_argument("--switch", action=EnvFlag, default=_env("switch", "0"), help="what it turns on")
+
+``parse`` takes the text and raises ``ValueError`` saying the expected form; a bad variable is then one line naming
+it, exit 2, and only for the command that reads it (``--help`` never converts).
 """
 
 from __future__ import annotations

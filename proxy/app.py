@@ -73,7 +73,7 @@ def open_stores(settings: Settings, clock: Clock) -> tuple[dict[str, Storage], s
 
 class ProxyApp:
     def __init__(self, settings: Settings, *, clock: Clock = SYSTEM_CLOCK, rules: RulesHolder | None = None) -> None:
-        holder = rules or RulesHolder(settings.rules)
+        holder = rules or RulesHolder(settings.rules, stores=settings.store_names)
         upstream = Upstream(
             UpstreamConfig(
                 settings.upstream,

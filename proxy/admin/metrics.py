@@ -52,6 +52,7 @@ FAMILIES = (
     "cacheproxy_policy_evictions_total",
     "cacheproxy_ghost_hits_total",
     "cacheproxy_upstream_pool_exhausted_total",
+    "cacheproxy_redis_used_memory_bytes",
 )
 
 
@@ -92,7 +93,14 @@ class StoreCollector(Collector):
         self.eviction: dict[str, EvictionStats] = {}  # stores with a memory policy (memory, the two-tier L1)
 
     def collect(self) -> Iterator[Metric]:
-        stored = GaugeMetricFamily("cacheproxy_stored_bytes", "Bytes held by the store.", labels=["store"])
+        stored = GaugeMetricFamily(
+            "cacheproxy_stored_bytes", "Bytes of the cache's own entries in the store.", labels=["store"]
+        )
+        server = GaugeMetricFamily(
+            "cacheproxy_redis_used_memory_bytes",
+            "Redis' used_memory: the whole server (other data, indexes, buffers), not only the cache's entries.",
+            labels=["store"],
+        )
         entries = GaugeMetricFamily("cacheproxy_stored_entries", "Entries held by the store.", labels=["store"])
         budget = GaugeMetricFamily(
             "cacheproxy_store_budget_bytes", "The store's byte budget (memory stores).", labels=["store"]
@@ -106,7 +114,9 @@ class StoreCollector(Collector):
             if stats.budget is not None:
                 budget.add_metric([name], stats.budget)
             evictions.add_metric([name], stats.evictions)
-        yield from (stored, entries, budget, evictions)
+            if stats.server_memory is not None:
+                server.add_metric([name], stats.server_memory)
+        yield from (stored, entries, budget, evictions, server)
         yield from self._collect_eviction()
 
     def _collect_eviction(self) -> Iterator[Metric]:

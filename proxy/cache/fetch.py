@@ -181,7 +181,7 @@ class Fetcher:
         exchange.entry = entry
         exchange.stored = await _put(job.store, job.key, entry, verdict.ttl)
         if not exchange.stored:
-            exchange.detail = Reason.STORE_ERROR
+            exchange.detail = Reason.STORE_UNAVAILABLE
         _publish(flight, Shared(entry))
         return exchange
 
@@ -219,7 +219,7 @@ class Fetcher:
         )
         stored = await _put(job.store, job.key, fresh, verdict.ttl)
         _publish(flight, Shared(fresh))
-        detail = "" if stored else Reason.STORE_ERROR
+        detail = "" if stored else Reason.STORE_UNAVAILABLE
         return Exchange(
             fresh.head, fresh.body, 304, elapsed, entry=fresh, stored=stored, revalidated=True, detail=detail
         )
@@ -272,7 +272,11 @@ def _entry(
 
 
 async def _put(store: Storage, key: str, entry: Entry, ttl: float) -> bool:
+    """False when the entry was not stored: an error, or a shared store that could not take it (Redis down)."""
+    take = getattr(store, "store", None)  # a store that can say whether it took the entry (``RedisStorage.store``)
     try:
+        if callable(take):
+            return bool(await take(key, entry, ttl))
         await store.put(key, entry, ttl)
     except StorageError as error:
         log.warning("storing %s failed: %s", entry.url, error)

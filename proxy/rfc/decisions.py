@@ -48,6 +48,7 @@ class Reason(StrEnum):
     UPSTREAM_TIMEOUT = "upstream-timeout"
     COALESCE_TIMEOUT = "coalesce-timeout"
     STORE_ERROR = "store-error"
+    STORE_UNAVAILABLE = "store-unavailable"  # the store did not take the entry: down, timed out, or breaker open
 
 
 class Fwd(StrEnum):

@@ -19,6 +19,7 @@ class StoreStats:
     bytes: int
     budget: int | None  # None when the store does not know its limit (Redis: maxmemory is Redis's own)
     evictions: int
+    server_memory: int | None = None  # a shared server's whole footprint (Redis' used_memory), not only our entries
 
 
 class Storage(Protocol):

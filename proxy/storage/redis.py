@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 Client = Redis | RedisCluster
 EXACT_STATS_LIMIT = 10_000  # above this many keys, ``stats().entries`` counts keys, not variants
+BYTES_SAMPLE = 1_000  # entry hashes measured to estimate ``stats().bytes`` above ``EXACT_STATS_LIMIT`` keys
 _PARALLEL = 32  # scripts in flight at once during a purge
 
 
@@ -184,7 +185,8 @@ class RedisStorage:
         return await self._purge("delete_prefix", lambda: self._purge_prefix(prefix), self._purge_budget)
 
     async def stats(self) -> StoreStats:
-        """Exact variant count up to ``EXACT_STATS_LIMIT`` keys, then the key count; bytes is Redis's used_memory."""
+        """Variants and the bytes of our entries (exact up to ``EXACT_STATS_LIMIT`` keys, then estimated from a
+        sample); Redis' ``used_memory`` for the whole server is ``server_memory``."""
         result = await self.guard.call("stats", self._stats, self._purge_budget, None)
         return result or StoreStats(0, 0, None, 0)
 
@@ -286,16 +288,35 @@ class RedisStorage:
         keys = _total(await self.client.dbsize())
         memory = await self.client.info("memory")
         counters = await self.client.info("stats")
-        entries = keys if keys > EXACT_STATS_LIMIT else await self._count_variants()
-        return StoreStats(entries, _field_sum(memory, "used_memory"), None, _field_sum(counters, "evicted_keys"))
+        entries, own_bytes = await self._count_entries(keys)
+        used = _field_sum(memory, "used_memory")
+        return StoreStats(entries, own_bytes, None, _field_sum(counters, "evicted_keys"), server_memory=used)
 
-    async def _count_variants(self) -> int:
-        names = [name async for name in self.client.scan_iter(match=layout.SCAN_PATTERN, count=1000, _type="hash")]
+    async def _count_entries(self, keys: int) -> tuple[int, int]:
+        """Variants and the bytes of our entry hashes (``MEMORY USAGE … SAMPLES 0``), sampled on a big keyspace.
+
+        Up to ``EXACT_STATS_LIMIT`` keys every entry hash is measured; beyond, the first ``BYTES_SAMPLE`` hashes a
+        SCAN returns are, their mean is multiplied by the key count, and the entry count is the key count. Tag sets
+        and lease keys are not entries and are left out; Redis' own figure for the whole server is reported apart.
+        """
+        exact = keys <= EXACT_STATS_LIMIT
+        names: list[bytes] = []
+        async for name in self.client.scan_iter(match=layout.SCAN_PATTERN, count=1000, _type="hash"):
+            names.append(name)
+            if not exact and len(names) >= BYTES_SAMPLE:
+                break
+        if not names:
+            return (0 if exact else keys), 0
         pipe = self.client.pipeline(transaction=False)
         for name in names:
             pipe.hget(name, "~c")
-        counts: list[bytes | None] = await pipe.execute() if names else []
-        return sum(int(count or 0) for count in counts)
+            pipe.memory_usage(name, samples=0)
+        replies: list[Any] = await pipe.execute()
+        variants = sum(int(count or 0) for count in replies[0::2])
+        measured = sum(int(size or 0) for size in replies[1::2])
+        if exact:
+            return variants, measured
+        return keys, measured * keys // len(names)
 
 
 def _total(value: Any) -> int:

@@ -10,6 +10,7 @@ from proxy.errors import RulesError
 from proxy.rules.loader import check_file, load_rules
 from tests.rules import problems, write
 
+EMPTY = "no 'routes:' and no 'defaults:' (an empty or truncated file?); write 'routes: []' to mean no routes"
 ROUTE = "routes:\n  - name: r\n    match: {path: /r}\n"
 STRIPPED = "X-Original-URL, X-Rewrite-URL, X-HTTP-Method-Override, X-Forwarded-Scheme, X-Host, Forwarded"
 
@@ -253,3 +254,52 @@ def test_rules_shadowed_route_is_unreachable(tmp_path: Path, first: str, second:
     )
     expected = "rules.yaml:4:5: routes[1]: unreachable: every request it matches goes to route 'first' (line 2)"
     assert found == ([expected] if shadowed else [])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("", ["rules.yaml:1:1: (file): " + EMPTY], id="issue13-1-empty-file"),
+        pytest.param("# all commented out\n", ["rules.yaml:1:1: (file): " + EMPTY], id="issue13-1-comments-only"),
+        pytest.param(
+            "rotues: []\n",
+            [
+                "rules.yaml:1:1: (file): " + EMPTY,
+                "rules.yaml:1:1: rotues: unknown field 'rotues' (did you mean 'routes'?)",
+            ],
+            id="issue13-1-no-routes-no-defaults",
+        ),
+    ],
+)
+def test_rules_error_empty_file_is_an_error(tmp_path: Path, text: str, expected: list[str]) -> None:
+    assert problems(tmp_path, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "routes:\n  - name: r\n    path: /r/**\n",
+            "rules.yaml:3:5: routes[0].path: unknown field 'path' (did you mean 'match.path'?)",
+            id="issue13-1-match-field-under-route",
+        ),
+        pytest.param(
+            "routes:\n  - name: r\n    methods: [GET]\n",
+            "rules.yaml:3:5: routes[0].methods: unknown field 'methods' (did you mean 'match.methods'?)",
+            id="issue13-1-methods-under-route",
+        ),
+        pytest.param(
+            "routes:\n  - name: r\n    ignore_params: [utm_*]\n",
+            "rules.yaml:3:5: routes[0].ignore_params: unknown field 'ignore_params'"
+            " (did you mean 'key.ignore_params'?)",
+            id="issue13-1-key-field-under-route",
+        ),
+        pytest.param(
+            "defaults:\n  sort_params: true\n",
+            "rules.yaml:2:3: defaults.sort_params: unknown field 'sort_params' (did you mean 'key.sort_params'?)",
+            id="issue13-1-key-field-under-defaults",
+        ),
+    ],
+)
+def test_rules_error_misplaced_field_hint_names_its_home(tmp_path: Path, text: str, expected: str) -> None:
+    assert problems(tmp_path, text) == [expected]

@@ -181,8 +181,8 @@ def test_rules_forced_ttl_reaches_policy(tmp_path: Path) -> None:
     assert (policy.ttl, policy.override, policy.statuses) == (30.0, True, frozenset({404}))
 
 
-def test_rules_empty_file_gives_builtin_defaults(tmp_path: Path) -> None:
-    rules = load(tmp_path, "# nothing yet\n")
+def test_rules_routes_written_out_empty_gives_builtin_defaults(tmp_path: Path) -> None:
+    rules = load(tmp_path, "# nothing yet\nroutes: []\n")
     assert rules.routes == ()
     assert rules.default.policy == DEFAULT_POLICY
 

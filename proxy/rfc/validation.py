@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead
-from proxy.rfc.age import format_http_date, parse_http_date
+from proxy.rfc.dates import date_field, format_http_date, parse_http_date
 
 # RFC 9110 §13.1: the request preconditions a client may send.
 CONDITIONALS: tuple[str, ...] = (
@@ -87,7 +87,7 @@ def _etag(head: ResponseHead) -> str | None:
 
 
 def _last_modified(head: ResponseHead) -> float | None:
-    return parse_http_date(head.headers.get("last-modified"))
+    return date_field(head.headers, "last-modified")
 
 
 def has_validator(head: ResponseHead) -> bool:
@@ -178,7 +178,7 @@ def _not_modified_since(lines: list[str], head: ResponseHead) -> bool:
         return False
     modified = _last_modified(head)
     if modified is None:
-        modified = parse_http_date(head.headers.get("date"))
+        modified = date_field(head.headers, "date")
     return modified is not None and modified <= since
 
 

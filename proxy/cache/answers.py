@@ -63,14 +63,20 @@ def response_answer(
     detail: str = "",
     *,
     conditional: bool = True,
+    age: float | None = None,
 ) -> Answer:
-    """Answer with a response just received from the upstream (``body`` None: the caller streams it)."""
-    status_pair = (b"cache-status", status_line.encode("latin-1"))
+    """Answer with a response just received from the upstream (``body`` None: the caller streams it).
+
+    ``age``: the age the cache computed for it (RFC 9111 §4.2.3, §5.1), sent as ``Age`` in place of the origin's.
+    """
+    added = [(b"cache-status", status_line.encode("latin-1"))]
+    if age is not None:
+        added.insert(0, (b"age", age_header_value(age).encode()))
     if conditional and head.status == 200 and client_not_modified(request, head):
         nm = not_modified_head(head)
-        return Answer(304, [*serving_headers(nm.headers, None), status_pair], outcome=outcome, detail=detail)
+        return Answer(304, [*serving_headers(nm.headers, None), *added], outcome=outcome, detail=detail)
     length = None if body is None else len(body)
-    headers = [*serving_headers(head.headers, length), status_pair]
+    headers = [*serving_headers(head.headers, length), *added]
     payload = b"" if body is None or request.method == "HEAD" else body
     return Answer(head.status, headers, payload, outcome=outcome, detail=detail)
 

@@ -57,6 +57,7 @@ class Exchange:
     detail: str = ""  # why it was not stored, if it was not
     fallback_ok: bool = False  # an error status that stale-if-error may stand in for
     collapsed: bool = False  # ``entry`` came from another process's fetch (cross-process single-flight)
+    times: tuple[float, float] | None = None  # request and response time of the exchange (RFC 9111 §4.2.3)
 
     def stream(self) -> AsyncIterator[bytes]:
         if self.response is None:
@@ -85,9 +86,10 @@ class Fetcher:
 
     async def passthrough(self, request: RequestHead, body: AsyncIterator[bytes] | None, route: Route) -> Exchange:
         """Send ``request`` as it is, for bypassed routes and unsafe methods."""
-        started = self.clock.monotonic()
+        request_time, started = self.clock.now(), self.clock.monotonic()
         response = await self.upstream.send(request, body, read_limit=route.policy.max_object_size)
-        return Exchange(response.head, response.body, response.head.status, self.clock.monotonic() - started, response)
+        elapsed, times = self.clock.monotonic() - started, (request_time, self.clock.now())
+        return Exchange(response.head, response.body, response.head.status, elapsed, response, times=times)
 
     async def exchange(
         self, job: Job, decision: Revalidate | Forward, flight: Flight | None, store_it: bool = True
@@ -159,7 +161,8 @@ class Fetcher:
             # RFC 9111 §4.3.4: a 304 that selects nothing stored: ask again without conditions.
             await response.release()
             return await self._exchange(job, Forward(Fwd.STALE, Reason.STALE), flight, store_it)
-        exchange = Exchange(response.head, response.body, status, elapsed, response)
+        times = (request_time, response_time)
+        exchange = Exchange(response.head, response.body, status, elapsed, response, times=times)
         if status in ERROR_STATUSES and _has_fallback(decision):
             exchange.fallback_ok = True
             _publish(flight, NotShared(Reason.STATUS))

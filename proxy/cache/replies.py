@@ -11,7 +11,7 @@ from proxy.cache.fetch import Exchange, upstream_error_text
 from proxy.clock import Clock
 from proxy.errors import UpstreamError
 from proxy.messages import Entry, RequestHead
-from proxy.rfc.age import current_age
+from proxy.rfc.age import current_age, forwarded_age
 from proxy.rfc.cache_status import cache_status
 from proxy.rfc.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve
 from proxy.rfc.directives import response_directives
@@ -69,7 +69,15 @@ class Replies:
             age = current_age(exchange.entry, self.clock.now())
             answer = entry_answer(request, exchange.entry, age, line, CacheOutcome.REVALIDATED, exchange.detail)
         else:
-            answer = response_answer(request, exchange.head, exchange.body, line, CacheOutcome.MISS, exchange.detail)
+            answer = response_answer(
+                request,
+                exchange.head,
+                exchange.body,
+                line,
+                CacheOutcome.MISS,
+                exchange.detail,
+                age=self._age_of(exchange),
+            )
             _attach_stream(answer, request, exchange)
         return _with_upstream(answer, exchange)
 
@@ -78,10 +86,26 @@ class Replies:
         the origin's to answer."""
         line = self.status(fwd=fwd, detail=reason)
         answer = response_answer(
-            request, exchange.head, exchange.body, line, CacheOutcome.BYPASS, reason, conditional=False
+            request,
+            exchange.head,
+            exchange.body,
+            line,
+            CacheOutcome.BYPASS,
+            reason,
+            conditional=False,
+            age=self._age_of(exchange),
         )
         _attach_stream(answer, request, exchange)
         return _with_upstream(answer, exchange)
+
+    def _age_of(self, exchange: Exchange) -> float | None:
+        """RFC 9111 §4.2.3: the age of a response on its way through, stored or not (``Age`` on every response)."""
+        now = self.clock.now()
+        if exchange.entry is not None:
+            return current_age(exchange.entry, now)
+        if exchange.times is None:
+            return None
+        return forwarded_age(exchange.head.headers, *exchange.times, now)
 
     def failed(self, request: RequestHead, decision: Decision, error: UpstreamError) -> Answer:
         """The upstream failed: serve stale where RFC 5861 allows, else 502/504 with a one-line body."""

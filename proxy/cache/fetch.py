@@ -19,7 +19,7 @@ from proxy.rfc.age import format_http_date
 from proxy.rfc.decisions import DontStore, Forward, Fwd, Reason, Revalidate, Serve, Store
 from proxy.rfc.reuse import decide
 from proxy.rfc.storable import assess, surrogate_keys
-from proxy.rfc.validation import conditional_request, merge_304, strip_conditionals, validator_matches
+from proxy.rfc.validation import conditional_request, merge_304, selects_stored, strip_conditionals
 from proxy.rfc.vary import vary_names, vary_snapshot
 from proxy.rules.model import Route
 from proxy.storage.base import Storage
@@ -153,7 +153,7 @@ class Fetcher:
         elapsed = self.clock.monotonic() - started
         status = response.head.status
         if isinstance(decision, Revalidate) and status == 304:
-            if validator_matches(decision.entry.head, response.head):
+            if selects_stored(decision.entry.head, response.head, sole=decision.sole):
                 await response.release()
                 return await self._refreshed(
                     job, outgoing, decision.entry, response.head, flight, (request_time, response_time), elapsed

@@ -78,12 +78,14 @@ class Serve:
 class Revalidate:
     """Send a conditional request for ``entry`` (RFC 9111 §4.3.1).
 
-    ``stale_if_error``: the entry may be served instead of an upstream error (RFC 5861 §4).
+    ``stale_if_error``: the entry may be served instead of an upstream error (RFC 5861 §4). ``sole``: the entry is
+    the only response stored under its key, so a 304 without validators can only be about it (RFC 9111 §4.3.4).
     """
 
     entry: Entry
     reason: Reason
     stale_if_error: bool = False
+    sole: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ upstream into ``Unsatisfiable``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from proxy.messages import Entry, RequestHead
 from proxy.rfc.age import current_age
@@ -180,4 +180,6 @@ def decide(request: RequestHead, candidates: Sequence[Entry], now: float) -> Dec
         decision = _upstream(case, _stale_reason(case), Fwd.STALE)
     if only_if_cached and not isinstance(decision, Serve):
         return Unsatisfiable()
+    if isinstance(decision, Revalidate) and len(candidates) > 1:
+        return replace(decision, sole=False)
     return decision

@@ -140,6 +140,19 @@ def validator_matches(stored: ResponseHead, not_modified: ResponseHead) -> bool:
     return old_etag is None
 
 
+def selects_stored(stored: ResponseHead, not_modified: ResponseHead, *, sole: bool) -> bool:
+    """RFC 9111 §4.3.3, §4.3.4: whether a 304 answering the cache's own conditional request freshens ``stored``.
+
+    A 304 with a validator selects by it (``validator_matches``). One without any validator answers the request
+    the cache sent for ``stored``: when ``stored`` is the only response kept under its key (``sole``), nothing
+    else can be meant and it is freshened, as mature caches do; when several variants are stored, the strict
+    rule of §4.3.4 applies (only a stored response without a validator is selected).
+    """
+    if has_validator(not_modified):
+        return validator_matches(stored, not_modified)
+    return sole or validator_matches(stored, not_modified)
+
+
 def merge_304(stored: ResponseHead, not_modified: ResponseHead, *, received: float | None = None) -> ResponseHead:
     """RFC 9111 §3.2 / §4.3.4: the stored head refreshed with the fields of a 304; the stored status is kept.
 

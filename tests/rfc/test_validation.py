@@ -12,6 +12,7 @@ from proxy.rfc.validation import (
     has_validator,
     merge_304,
     not_modified_head,
+    selects_stored,
     strip_conditionals,
     validator_matches,
 )
@@ -291,3 +292,30 @@ def test_rfc9110_15_4_5_not_modified_head_keeps_metadata_only() -> None:
         ],
         304,
     )
+
+
+# (stored fields, 304 fields, sole stored response?, freshened?)
+SELECTS = {
+    "rfc9111-4.3.4-no-validator-304-freshens-sole-entry-with-etag": ([("ETag", '"v1"')], [("Date", D1)], True, True),
+    "rfc9111-4.3.4-no-validator-304-freshens-sole-entry-with-last-modified": (
+        [("Last-Modified", D0)],
+        [("Date", D1)],
+        True,
+        True,
+    ),
+    "rfc9111-4.3.4-no-validator-304-strict-when-several-stored": ([("ETag", '"v1"')], [("Date", D1)], False, False),
+    "rfc9111-4.3.4-no-validator-either-several-stored": ([("Date", D0)], [("Date", D1)], False, True),
+    "rfc9111-4.3.4-invalid-last-modified-is-no-validator": (
+        [("ETag", '"v1"')],
+        [("Last-Modified", "yesterday")],
+        True,
+        True,
+    ),
+    "rfc9111-4.3.4-differing-etag-never-freshens-sole-entry": ([("ETag", '"v1"')], [("ETag", '"v2"')], True, False),
+    "rfc9111-4.3.4-matching-etag-freshens": ([("ETag", '"v1"')], [("ETag", '"v1"')], False, True),
+}
+
+
+@pytest.mark.parametrize(("stored", "update", "sole", "expected"), SELECTS.values(), ids=SELECTS.keys())
+def test_selects_stored(stored: Fields, update: Fields, sole: bool, expected: bool) -> None:
+    assert selects_stored(resp(stored), resp(update, 304), sole=sole) is expected

@@ -228,6 +228,26 @@ class Fetcher:
         )
 
 
+async def store_answer(job: Job, exchange: Exchange) -> bool:
+    """Store a response received outside a cache fetch (a POST answer that represents its target URI for a GET,
+    RFC 9110 §9.3.3) under ``job``'s key, if ``assess`` allows it for ``job.request``."""
+    if exchange.body is None or exchange.times is None:
+        return False
+    request_time, response_time = exchange.times
+    verdict = assess(
+        job.request,
+        exchange.head,
+        job.route.policy,
+        request_time=request_time,
+        response_time=response_time,
+        body_size=len(exchange.body),
+    )
+    if isinstance(verdict, DontStore):
+        return False
+    entry = _entry(job.key, job.request, verdict, exchange.body, job.route, request_time, response_time)
+    return await _put(job.store, job.key, entry, verdict.ttl)
+
+
 def _publish(flight: Flight | None, outcome: Shared | NotShared) -> None:
     if flight is not None:
         flight.publish(outcome)

@@ -9,11 +9,14 @@ stale windows.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from proxy.messages import Headers, RequestHead, ResponseHead
 from proxy.rfc.age import corrected_initial_age
 from proxy.rfc.decisions import DontStore, Reason, Store
 from proxy.rfc.directives import Directives, request_directives, response_directives
 from proxy.rfc.freshness import HEURISTICALLY_CACHEABLE, explicit_freshness, heuristic_freshness
+from proxy.rfc.invalidation import same_origin_uri
 from proxy.rfc.policy import Policy, SetCookiePolicy
 from proxy.rfc.validation import has_validator
 
@@ -188,3 +191,22 @@ def assess(
         ttl=ttl,
         forced=_overrides(response, policy),
     )
+
+
+def post_answers_get(request: RequestHead, response: ResponseHead) -> RequestHead | None:
+    """RFC 9110 §9.3.3: the GET a response to ``request`` (a POST) may be stored for, or ``None``.
+
+    Only a response with explicit freshness (``s-maxage``, ``max-age`` or ``Expires``, RFC 9111 §4.2.1) and a
+    ``Content-Location`` that names the POST's own target URI represents that URI, so it can answer a later GET.
+    Everything else about storing it is ``assess``'s to say, for the returned GET.
+    """
+    if request.method != "POST" or response.status not in UNDERSTOOD_STATUSES:
+        return None
+    locations = response.headers.get_all("content-location")
+    if len(locations) != 1 or same_origin_uri(request.url, locations[0]) != request.url:
+        return None
+    directives = response_directives(response.headers)
+    explicit = directives.has("s-maxage") or directives.has("max-age")
+    if not explicit and (directives.targeted or "expires" not in response.headers):
+        return None
+    return replace(request, method="GET")

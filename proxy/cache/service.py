@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from proxy.cache.answers import Answer
 from proxy.cache.coalesce import Coalescer, Failed, Flight, Lease, Outcome, Shared, run_detached
 from proxy.cache.fetch import Exchange, Fetcher, Job, store_answer
-from proxy.cache.keys import primary_key
+from proxy.cache.keys import primary_key, url_key
 from proxy.cache.replies import Replies, fallback, fwd_of
 from proxy.clock import Clock
 from proxy.errors import StorageError, UpstreamError
@@ -252,7 +252,7 @@ class CacheService:
             await store_answer(Job(get, None, route, primary_key(get, route), self.store_for(route)), exchange)
 
     async def invalidate(self, urls: list[str], *, strict: bool = False) -> int:
-        """Remove every stored variant of each URL.
+        """Remove every stored variant of each URL, under every key shape (headers and cookies included).
 
         A store failure is logged (RFC 9111 §4.4 invalidation is best-effort), or raised with ``strict`` (a purge
         must say it did not happen).
@@ -264,7 +264,7 @@ class CacheService:
                 continue
             route = self.rules.current.match("GET", target.host, target.path)
             try:
-                removed += await self.store_for(route).delete(primary_key(target, route))
+                removed += await self.store_for(route).delete(url_key(target, route))
             except StorageError as error:
                 if strict:
                     raise

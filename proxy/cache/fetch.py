@@ -19,7 +19,14 @@ from proxy.rfc.age import format_http_date
 from proxy.rfc.decisions import DontStore, Forward, Fwd, Reason, Revalidate, Serve, Store
 from proxy.rfc.reuse import decide
 from proxy.rfc.storable import assess, surrogate_keys
-from proxy.rfc.validation import conditional_request, merge_304, selects_stored, strip_conditionals
+from proxy.rfc.validation import (
+    conditional_request,
+    head_matches,
+    merge_304,
+    selects_stored,
+    stale_copy,
+    strip_conditionals,
+)
 from proxy.rfc.vary import vary_names, vary_snapshot
 from proxy.rules.model import Route
 from proxy.storage.base import Storage
@@ -142,6 +149,8 @@ class Fetcher:
         request, route = job.request, job.route
         if isinstance(decision, Revalidate):
             outgoing = conditional_request(request, decision.entry)
+            if request.method == "HEAD":
+                outgoing = replace(outgoing, method="HEAD")  # RFC 9111 §4.3.5: the client wants no content
         else:
             outgoing = strip_conditionals(request)
             if outgoing.method != "GET":
@@ -161,6 +170,10 @@ class Fetcher:
             # RFC 9111 §4.3.4: a 304 that selects nothing stored: ask again without conditions.
             await response.release()
             return await self._exchange(job, Forward(Fwd.STALE, Reason.STALE), flight, store_it)
+        if isinstance(decision, Revalidate) and outgoing.method == "HEAD":
+            await response.release()
+            times = (request_time, response_time)
+            return await self._head_answered(job, outgoing, decision.entry, response.head, flight, times, elapsed)
         times = (request_time, response_time)
         exchange = Exchange(response.head, response.body, status, elapsed, response, times=times)
         if status in ERROR_STATUSES and _has_fallback(decision):
@@ -198,10 +211,15 @@ class Fetcher:
         times: tuple[float, float],
         elapsed: float,
     ) -> Exchange:
-        """RFC 9111 §4.3.4: freshen the stored entry with the 304's fields and keep serving its body."""
+        """RFC 9111 §4.3.4: freshen the stored entry with the 304's fields and keep serving its body.
+
+        Also for a 200 answering HEAD that matches the entry (§4.3.5): ``not_modified`` is then that response.
+        """
         request_time, response_time = times
         merged = merge_304(entry.head, not_modified, received=response_time)
         route = job.route
+        outgoing = replace(outgoing, method="GET")  # what the stored response answers
+        upstream_status = not_modified.status
         verdict = assess(
             outgoing,
             merged,
@@ -213,7 +231,9 @@ class Fetcher:
         if isinstance(verdict, DontStore):
             fresh = replace(entry, head=merged, request_time=request_time, response_time=response_time)
             _publish(flight, NotShared(verdict.reason))
-            return Exchange(merged, fresh.body, 304, elapsed, entry=fresh, revalidated=True, detail=verdict.reason)
+            return Exchange(
+                merged, fresh.body, upstream_status, elapsed, entry=fresh, revalidated=True, detail=verdict.reason
+            )
         fresh = replace(
             _entry(job.key, outgoing, verdict, entry.body, route, request_time, response_time),
             url=entry.url,
@@ -224,8 +244,34 @@ class Fetcher:
         _publish(flight, Shared(fresh))
         detail = "" if stored else Reason.STORE_ERROR
         return Exchange(
-            fresh.head, fresh.body, 304, elapsed, entry=fresh, stored=stored, revalidated=True, detail=detail
+            fresh.head,
+            fresh.body,
+            upstream_status,
+            elapsed,
+            entry=fresh,
+            stored=stored,
+            revalidated=True,
+            detail=detail,
         )
+
+    async def _head_answered(
+        self,
+        job: Job,
+        outgoing: RequestHead,
+        entry: Entry,
+        head: ResponseHead,
+        flight: Flight | None,
+        times: tuple[float, float],
+        elapsed: float,
+    ) -> Exchange:
+        """RFC 9111 §4.3.5: a 200 to HEAD whose validators match freshens the stored GET response; one whose
+        validators differ makes it stale. The client gets the HEAD response either way."""
+        if head.status == 200 and head_matches(entry.head, len(entry.body), head):
+            return await self._refreshed(job, outgoing, entry, head, flight, times, elapsed)
+        if head.status == 200:
+            await _put(job.store, job.key, stale_copy(entry), job.route.policy.keep)
+        _publish(flight, NotShared(Reason.STALE))
+        return Exchange(head, None, head.status, elapsed, times=times)
 
 
 async def store_answer(job: Job, exchange: Exchange) -> bool:

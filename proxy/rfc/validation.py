@@ -153,6 +153,30 @@ def selects_stored(stored: ResponseHead, not_modified: ResponseHead, *, sole: bo
     return sole or validator_matches(stored, not_modified)
 
 
+def head_matches(stored: ResponseHead, body_length: int, head: ResponseHead) -> bool:
+    """RFC 9111 §4.3.5: whether a 200 answering HEAD describes ``stored`` (a GET response with ``body_length``
+    bytes), so that its fields may update it; otherwise the stored response is to be considered stale.
+
+    Every validator the HEAD response carries must match: an ETag (weak comparison, RFC 9110 §8.8.3.2), a
+    Last-Modified (equal dates), and a Content-Length (equal to the stored body's length).
+    """
+    etag = _etag(head)
+    if etag is not None:
+        old = _etag(stored)
+        if old is None or not weak_match(etag, old):
+            return False
+    if "last-modified" in head.headers and _last_modified(head) != _last_modified(stored):
+        return False
+    length = head.headers.get_all("content-length")
+    return not length or length == [str(body_length)]
+
+
+def stale_copy(entry: Entry) -> Entry:
+    """RFC 9111 §4.3.5: ``entry`` considered stale (a HEAD showed that it no longer matches): no freshness left
+    and no stale-while-revalidate window, so the next request revalidates it."""
+    return replace(entry, freshness=0.0, stale_while_revalidate=0.0)
+
+
 def merge_304(stored: ResponseHead, not_modified: ResponseHead, *, received: float | None = None) -> ResponseHead:
     """RFC 9111 §3.2 / §4.3.4: the stored head refreshed with the fields of a 304; the stored status is kept.
 

@@ -99,3 +99,28 @@ async def test_rfc9111_5_2_2_2_must_revalidate_revalidated_with_a_weak_etag(prox
     again = await proxy.client.get("/weak-mr")
     assert proxy.origin.requests[-1].headers.get("if-none-match") == 'W/"v1"'
     assert "fwd-status=304" in again.headers["cache-status"] and again.text == "x"
+
+
+async def test_rfc9111_4_3_5_head_with_matching_validators_freshens_the_stored_get(proxy: Proxied) -> None:
+    proxy.origin.set("/hd", headers={**STALE_ON_ARRIVAL, "ETag": '"v1"', "X-Version": "1"}, body="body")
+    await proxy.client.get("/hd")
+    proxy.origin.set("/hd", headers={"Cache-Control": "max-age=600", "ETag": '"v1"', "X-Version": "2"}, body="body")
+    head = await proxy.client.head("/hd")
+    assert proxy.origin.requests[-1].method == "HEAD"
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["x-version"] == "2"
+    got = await proxy.client.get("/hd")
+    assert got.headers["cache-status"].startswith("cacheproxy; hit")
+    assert got.headers["x-version"] == "2" and got.text == "body"
+    assert [r.method for r in proxy.origin.requests] == ["GET", "HEAD"]
+
+
+async def test_rfc9111_4_3_5_head_with_other_validators_makes_the_stored_get_stale(proxy: Proxied) -> None:
+    proxy.origin.set("/hd2", headers={"Cache-Control": "max-age=600", "ETag": '"v1"'}, body="old")
+    await proxy.client.get("/hd2")
+    proxy.origin.set("/hd2", headers={"Cache-Control": "max-age=600", "ETag": '"v2"'}, body="new")
+    head = await proxy.client.head("/hd2", headers={"Cache-Control": "no-cache"})
+    assert head.headers["etag"] == '"v2"'
+    got = await proxy.client.get("/hd2")  # the fresh entry was made stale: revalidated, and the new body arrives
+    assert got.text == "new"
+    assert [r.method for r in proxy.origin.requests] == ["GET", "HEAD", "GET"]

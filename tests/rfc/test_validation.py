@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead
@@ -10,9 +12,11 @@ from proxy.rfc.validation import (
     client_not_modified,
     conditional_request,
     has_validator,
+    head_matches,
     merge_304,
     not_modified_head,
     selects_stored,
+    stale_copy,
     strip_conditionals,
     validator_matches,
 )
@@ -319,3 +323,29 @@ SELECTS = {
 @pytest.mark.parametrize(("stored", "update", "sole", "expected"), SELECTS.values(), ids=SELECTS.keys())
 def test_selects_stored(stored: Fields, update: Fields, sole: bool, expected: bool) -> None:
     assert selects_stored(resp(stored), resp(update, 304), sole=sole) is expected
+
+
+# RFC 9111 §4.3.5: (stored fields, stored body length, HEAD 200 fields, matches?)
+HEAD_MATCH = {
+    "rfc9111-4.3.5-same-etag-updates": ([("ETag", '"v1"')], 3, [("ETag", '"v1"')], True),
+    "rfc9111-4.3.5-weak-etag-compared-weakly": ([("ETag", '"v1"')], 3, [("ETag", 'W/"v1"')], True),
+    "rfc9111-4.3.5-other-etag-stale": ([("ETag", '"v1"')], 3, [("ETag", '"v2"')], False),
+    "rfc9111-4.3.5-etag-where-stored-has-none-stale": ([], 3, [("ETag", '"v1"')], False),
+    "rfc9111-4.3.5-same-last-modified-updates": ([("Last-Modified", D0)], 3, [("Last-Modified", D0)], True),
+    "rfc9111-4.3.5-other-last-modified-stale": ([("Last-Modified", D0)], 3, [("Last-Modified", D1)], False),
+    "rfc9111-4.3.5-content-length-equal-updates": ([("ETag", '"v1"')], 3, [("Content-Length", "3")], True),
+    "rfc9111-4.3.5-content-length-differs-stale": ([("ETag", '"v1"')], 3, [("Content-Length", "4")], False),
+    "rfc9111-4.3.5-no-validators-updates": ([("ETag", '"v1"')], 3, [("Cache-Control", "max-age=9")], True),
+}
+
+
+@pytest.mark.parametrize(("stored", "length", "head", "expected"), HEAD_MATCH.values(), ids=HEAD_MATCH.keys())
+def test_head_matches(stored: Fields, length: int, head: Fields, expected: bool) -> None:
+    assert head_matches(resp(stored), length, resp(head)) is expected
+
+
+def test_rfc9111_4_3_5_stale_copy_is_stale() -> None:
+    stored = replace(entry([("ETag", '"v1"')]), stale_while_revalidate=30.0)
+    stale = stale_copy(stored)
+    assert stale.freshness == 0.0 and stale.stale_while_revalidate == 0.0
+    assert stale.body == stored.body and stale.head == stored.head

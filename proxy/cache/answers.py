@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead, serving_headers
 from proxy.rfc.age import age_header_value
+from proxy.rfc.ranges import NotSatisfiable, Partial, Whole, boundary_for, multipart_body, plan_range
 from proxy.rfc.validation import client_not_modified, not_modified_head
 
 
@@ -50,8 +51,41 @@ def entry_answer(
         return Answer(
             304, [*serving_headers(head.headers, None), age_pair, status_pair], outcome=outcome, detail=detail
         )
+    if "range" in request.headers:
+        plan = plan_range(request, entry.head, len(entry.body))
+        if not isinstance(plan, Whole):
+            status, headers, body = range_reply(entry.head.headers, entry.body, plan)
+            return Answer(status, [*headers, age_pair, status_pair], body, outcome=outcome, detail=detail)
     body = b"" if request.method == "HEAD" else entry.body
     return Answer(entry.head.status, [*entry.wire_headers, age_pair, status_pair], body, outcome=outcome, detail=detail)
+
+
+# RFC 9110 §15.3.7: a 206 carries the stored fields but describes its own content.
+_PARTIAL_DROPS = ("content-length", "content-range", "content-type")
+# RFC 9110 §15.5.17: a 416 describes no content of the representation.
+_UNSATISFIABLE_KEEPS = frozenset({"date", "cache-control", "expires", "etag", "last-modified", "vary"})
+
+
+def range_reply(
+    headers: Headers, body: bytes, plan: Partial | NotSatisfiable
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The status, fields and content answering a Range request from a stored complete body (RFC 9110 §14)."""
+    if isinstance(plan, NotSatisfiable):
+        kept = Headers((k, v) for k, v in headers if k.lower() in _UNSATISFIABLE_KEEPS)
+        return 416, serving_headers(kept.adding("Content-Range", plan.content_range), 0), b""
+    content_type = headers.get("content-type")
+    base = headers.without(*_PARTIAL_DROPS)
+    if len(plan.parts) == 1:
+        part = plan.parts[0]
+        fields = base.adding("Content-Range", part.content_range)
+        if content_type is not None:
+            fields = fields.adding("Content-Type", content_type)
+        content = body[part.first : part.last + 1]
+    else:
+        boundary = boundary_for(body, plan.parts)
+        fields = base.adding("Content-Type", f"multipart/byteranges; boundary={boundary}")
+        content = multipart_body(body, plan.parts, content_type, boundary)
+    return 206, serving_headers(fields, len(content)), content
 
 
 def response_answer(

@@ -96,8 +96,13 @@ def has_validator(head: ResponseHead) -> bool:
 
 
 def strip_conditionals(request: RequestHead) -> RequestHead:
-    """The request without the client's preconditions, so that the origin answers in full (storably)."""
-    headers = request.headers.without(*CONDITIONALS)
+    """The request without the client's preconditions, so that the origin answers in full (storably).
+
+    ``If-Range`` stays when a ``Range`` is forwarded: it is what makes the range safe to answer (RFC 9110 §13.1.5),
+    and a 206 is not stored anyway.
+    """
+    dropped = CONDITIONALS if "range" not in request.headers else tuple(n for n in CONDITIONALS if n != "if-range")
+    headers = request.headers.without(*dropped)
     return request if headers is request.headers else replace(request, headers=headers)
 
 
@@ -106,9 +111,10 @@ def conditional_request(request: RequestHead, entry: Entry) -> RequestHead:
 
     The client's own preconditions are replaced by the stored validators: ``If-None-Match`` with the stored
     ETag and ``If-Modified-Since`` with the stored Last-Modified, both when both exist (the RFC's SHOULD). The
-    method is GET, since a HEAD is answered from the stored GET response.
+    method is GET, since a HEAD is answered from the stored GET response. A client's ``Range`` is not sent: the
+    cache wants the whole response (or a 304) to refresh the entry, and cuts the range from it (``proxy.rfc.ranges``).
     """
-    headers = request.headers.without(*CONDITIONALS)
+    headers = request.headers.without(*CONDITIONALS, "range")
     etag = _etag(entry.head)
     if etag is not None:
         headers = headers.adding("If-None-Match", etag.strip())

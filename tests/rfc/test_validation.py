@@ -107,9 +107,19 @@ def test_conditional_request_replaces_client_conditionals(method: str, stored: F
 
 
 def test_rfc9111_4_3_2_strip_conditionals_for_storable_miss() -> None:
-    out = strip_conditionals(req([("Accept", "*/*"), *CLIENT_CONDITIONALS, ("Range", "bytes=0-1")]))
-    assert out.headers == Headers([("Accept", "*/*"), ("Range", "bytes=0-1")])
+    out = strip_conditionals(req([("Accept", "*/*"), *CLIENT_CONDITIONALS]))
+    assert out.headers == Headers([("Accept", "*/*")])
     assert out.method == "GET"
+
+
+def test_rfc9110_13_1_5_if_range_travels_with_a_forwarded_range() -> None:
+    out = strip_conditionals(req([("Accept", "*/*"), *CLIENT_CONDITIONALS, ("Range", "bytes=0-1")]))
+    assert out.headers == Headers([("Accept", "*/*"), ("If-Range", '"r"'), ("Range", "bytes=0-1")])
+
+
+def test_rfc9110_14_2_revalidation_asks_for_the_whole_response() -> None:
+    out = conditional_request(req([("Range", "bytes=0-1"), ("If-Range", '"v1"')]), entry([("ETag", '"v1"')]))
+    assert out.headers == Headers([("If-None-Match", '"v1"')])
 
 
 MERGE = [

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead, serving_headers
 from proxy.rfc.age import age_header_value
+from proxy.rfc.partial import content_span, plan_from_partial
 from proxy.rfc.ranges import NotSatisfiable, Partial, Whole, boundary_for, multipart_body, plan_range
 from proxy.rfc.validation import client_not_modified, not_modified_head
 
@@ -51,6 +52,9 @@ def entry_answer(
         return Answer(
             304, [*serving_headers(head.headers, None), age_pair, status_pair], outcome=outcome, detail=detail
         )
+    if entry.head.status == 206:
+        status, headers, body = partial_reply(request, entry)
+        return Answer(status, [*headers, age_pair, status_pair], body, outcome=outcome, detail=detail)
     if "range" in request.headers:
         plan = plan_range(request, entry.head, len(entry.body))
         if not isinstance(plan, Whole):
@@ -66,10 +70,21 @@ _PARTIAL_DROPS = ("content-length", "content-range", "content-type")
 _UNSATISFIABLE_KEEPS = frozenset({"date", "cache-control", "expires", "etag", "last-modified", "vary"})
 
 
+def partial_reply(request: RequestHead, entry: Entry) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """A 206 from a stored incomplete response (RFC 9111 §3.3): the parts the request asks for (which the span
+    covers; ``reuse`` makes sure), or else the stored span as it is, never a body without its Content-Range."""
+    span = content_span(entry.head)
+    if span is None:  # never stored so (rfc.partial.storable_partial): send it as the origin sent it
+        return 206, entry.wire_headers, entry.body
+    plan = plan_from_partial(entry, request) or Partial((span,))
+    return range_reply(entry.head.headers, entry.body, plan, offset=span.first)
+
+
 def range_reply(
-    headers: Headers, body: bytes, plan: Partial | NotSatisfiable
+    headers: Headers, body: bytes, plan: Partial | NotSatisfiable, *, offset: int = 0
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """The status, fields and content answering a Range request from a stored complete body (RFC 9110 §14)."""
+    """The status, fields and content answering a Range request from a stored body that starts at byte ``offset``
+    of the representation (RFC 9110 §14)."""
     if isinstance(plan, NotSatisfiable):
         kept = Headers((k, v) for k, v in headers if k.lower() in _UNSATISFIABLE_KEEPS)
         return 416, serving_headers(kept.adding("Content-Range", plan.content_range), 0), b""
@@ -80,11 +95,11 @@ def range_reply(
         fields = base.adding("Content-Range", part.content_range)
         if content_type is not None:
             fields = fields.adding("Content-Type", content_type)
-        content = body[part.first : part.last + 1]
+        content = body[part.first - offset : part.last - offset + 1]
     else:
         boundary = boundary_for(body, plan.parts)
         fields = base.adding("Content-Type", f"multipart/byteranges; boundary={boundary}")
-        content = multipart_body(body, plan.parts, content_type, boundary)
+        content = multipart_body(body, plan.parts, content_type, boundary, offset)
     return 206, serving_headers(fields, len(content)), content
 
 

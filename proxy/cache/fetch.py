@@ -17,6 +17,7 @@ from proxy.errors import StorageError, UpstreamError, UpstreamTimeout
 from proxy.messages import Entry, RequestHead, ResponseHead
 from proxy.rfc.age import format_http_date
 from proxy.rfc.decisions import DontStore, Forward, Fwd, Reason, Revalidate, Serve, Store
+from proxy.rfc.partial import combine, covers, narrowed_request
 from proxy.rfc.reuse import decide
 from proxy.rfc.storable import assess, surrogate_keys
 from proxy.rfc.validation import (
@@ -65,6 +66,7 @@ class Exchange:
     fallback_ok: bool = False  # an error status that stale-if-error may stand in for
     collapsed: bool = False  # ``entry`` came from another process's fetch (cross-process single-flight)
     times: tuple[float, float] | None = None  # request and response time of the exchange (RFC 9111 §4.2.3)
+    combined: bool = False  # ``entry`` joins the upstream 206 with a stored part: answer from it (RFC 9111 §3.4)
 
     def stream(self) -> AsyncIterator[bytes]:
         if self.response is None:
@@ -155,6 +157,8 @@ class Fetcher:
             outgoing = strip_conditionals(request)
             if outgoing.method != "GET":
                 outgoing = replace(outgoing, method="GET")  # a HEAD miss fetches the GET to store
+            if decision.partial is not None and decision.range is not None:
+                outgoing = narrowed_request(outgoing, decision.partial, decision.range)  # RFC 9111 §3.3
         request_time = self.clock.now()
         started = self.clock.monotonic()
         response = await self.upstream.send(outgoing, job.body, read_limit=route.policy.max_object_size)
@@ -175,6 +179,10 @@ class Fetcher:
             times = (request_time, response_time)
             return await self._head_answered(job, outgoing, decision.entry, response.head, flight, times, elapsed)
         times = (request_time, response_time)
+        if isinstance(decision, Forward) and decision.partial is not None and status == 206:
+            combined = await self._combined(job, outgoing, decision, response, flight, times, elapsed, store_it)
+            if combined is not None:
+                return combined
         exchange = Exchange(response.head, response.body, status, elapsed, response, times=times)
         if status in ERROR_STATUSES and _has_fallback(decision):
             exchange.fallback_ok = True
@@ -198,8 +206,39 @@ class Fetcher:
         exchange.stored = await _put(job.store, job.key, entry, verdict.ttl)
         if not exchange.stored:
             exchange.detail = Reason.STORE_ERROR
-        _publish(flight, Shared(entry))
+        # A partial answers only the ranges it covers: followers go upstream with their own (RFC 9111 §3.3).
+        _publish(flight, NotShared(Reason.PARTIAL) if status == 206 else Shared(entry))
         return exchange
+
+    async def _combined(
+        self,
+        job: Job,
+        outgoing: RequestHead,
+        decision: Forward,
+        response: UpstreamResponse,
+        flight: Flight | None,
+        times: tuple[float, float],
+        elapsed: float,
+        store_it: bool,
+    ) -> Exchange | None:
+        """RFC 9111 §3.4: join a 206 with the stored partial and answer the client from the result.
+
+        ``None`` when they do not combine and the client's own Range was sent (then the 206 is its answer); when a
+        narrowed Range was sent, the client's own Range is asked for after all.
+        """
+        found = _combined_entry(job, outgoing, decision.partial, response, times)
+        if found is not None:
+            entry, ttl = found
+            await response.release()
+            stored = await _put(job.store, job.key, entry, ttl)
+            _publish(flight, Shared(entry) if entry.head.status == 200 else NotShared(Reason.PARTIAL))
+            return Exchange(
+                entry.head, entry.body, 206, elapsed, entry=entry, stored=stored, combined=True, times=times
+            )
+        if decision.range is None:
+            return None
+        await response.release()
+        return await self._exchange(job, Forward(decision.fwd, decision.reason), flight, store_it)
 
     async def _refreshed(
         self,
@@ -292,6 +331,27 @@ async def store_answer(job: Job, exchange: Exchange) -> bool:
         return False
     entry = _entry(job.key, job.request, verdict, exchange.body, job.route, request_time, response_time)
     return await _put(job.store, job.key, entry, verdict.ttl)
+
+
+def _combined_entry(
+    job: Job, outgoing: RequestHead, partial: Entry | None, response: UpstreamResponse, times: tuple[float, float]
+) -> tuple[Entry, float] | None:
+    """The entry (and its time-to-live) a 206 and the stored partial make together (RFC 9111 §3.4), if they
+    combine, may be stored, and answer the client's request."""
+    if partial is None or response.body is None:
+        return None
+    joined = combine(partial, response.head, response.body)
+    if joined is None:
+        return None
+    head, body = joined
+    request = replace(outgoing, headers=outgoing.headers.without("range", "if-range"))
+    verdict = assess(
+        request, head, job.route.policy, request_time=times[0], response_time=times[1], body_size=len(body)
+    )
+    if not isinstance(verdict, Store):
+        return None
+    entry = _entry(job.key, request, verdict, body, job.route, *times)
+    return (entry, verdict.ttl) if head.status == 200 or covers(entry, job.request) else None
 
 
 def _publish(flight: Flight | None, outcome: Shared | NotShared) -> None:

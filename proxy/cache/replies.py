@@ -65,7 +65,7 @@ class Replies:
             return self.collapsed(request, exchange.entry)
         fwd_status = exchange.upstream_status if fwd is Fwd.STALE else None
         line = self.status(fwd=fwd, fwd_status=fwd_status, stored=exchange.stored, detail=exchange.detail or None)
-        if exchange.revalidated and exchange.entry is not None:
+        if (exchange.revalidated or exchange.combined) and exchange.entry is not None:
             age = current_age(exchange.entry, self.clock.now())
             answer = entry_answer(request, exchange.entry, age, line, CacheOutcome.REVALIDATED, exchange.detail)
         else:

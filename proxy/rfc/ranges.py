@@ -89,7 +89,7 @@ def parse_range(value: str) -> list[tuple[int | None, int | None]] | None:
     return out or None
 
 
-def _satisfiable(ranges: list[tuple[int | None, int | None]], length: int) -> list[Part]:
+def satisfiable(ranges: list[tuple[int | None, int | None]], length: int) -> list[Part]:
     """§14.1.1: each range clipped to the representation; unsatisfiable ones dropped."""
     parts: list[Part] = []
     for first, last in ranges:
@@ -103,7 +103,7 @@ def _satisfiable(ranges: list[tuple[int | None, int | None]], length: int) -> li
     return parts
 
 
-def _merged(parts: list[Part]) -> list[Part]:
+def merged(parts: list[Part]) -> list[Part]:
     """Overlapping or adjacent parts joined, in ascending order (RFC 9110 §15.3.7.2 allows both)."""
     ordered = sorted(parts, key=lambda p: p.first)
     out: list[Part] = []
@@ -138,13 +138,13 @@ def plan_range(request: RequestHead, head: ResponseHead, length: int) -> RangePl
     ranges = parse_range(lines[0])
     if ranges is None:
         return Whole()
-    parts = _satisfiable(ranges, length)
+    parts = satisfiable(ranges, length)
     if not parts:
         return NotSatisfiable(length)
-    merged = _merged(parts)
-    if len(merged) > MAX_PARTS:
+    joined = merged(parts)
+    if len(joined) > MAX_PARTS:
         return Whole()
-    return Partial(tuple(merged))
+    return Partial(tuple(joined))
 
 
 def boundary_for(body: bytes, parts: tuple[Part, ...]) -> str:
@@ -157,8 +157,11 @@ def boundary_for(body: bytes, parts: tuple[Part, ...]) -> str:
     return boundary
 
 
-def multipart_body(body: bytes, parts: tuple[Part, ...], content_type: str | None, boundary: str) -> bytes:
-    """RFC 9110 §14.6: the ``multipart/byteranges`` content for ``parts`` of ``body``."""
+def multipart_body(
+    body: bytes, parts: tuple[Part, ...], content_type: str | None, boundary: str, offset: int = 0
+) -> bytes:
+    """RFC 9110 §14.6: the ``multipart/byteranges`` content for ``parts`` of ``body`` (which starts at byte
+    ``offset`` of the representation)."""
     chunks: list[bytes] = []
     for part in parts:
         fields = Headers([("Content-Type", content_type)] if content_type else []).adding(
@@ -166,6 +169,6 @@ def multipart_body(body: bytes, parts: tuple[Part, ...], content_type: str | Non
         )
         head = "".join(f"{k}: {v}\r\n" for k, v in fields)
         chunks.append(f"\r\n--{boundary}\r\n{head}\r\n".encode("latin-1"))
-        chunks.append(body[part.first : part.last + 1])
+        chunks.append(body[part.first - offset : part.last - offset + 1])
     chunks.append(f"\r\n--{boundary}--\r\n".encode())
     return b"".join(chunks)

@@ -69,21 +69,77 @@ async def test_rfc9110_14_6_multiple_ranges_multipart(proxy: Proxied) -> None:
     assert int(response.headers["content-length"]) == len(response.content)
 
 
-async def test_rfc9111_3_4_miss_forwards_range_and_does_not_store_the_206(proxy: Proxied) -> None:
-    proxy.origin.set(
-        "/r5",
-        status=206,
-        headers={**HEADERS, "Content-Range": "bytes 0-1/1024"},
-        body=BODY[:2],
-    )
+async def test_rfc9110_13_1_5_miss_forwards_range_with_its_if_range(proxy: Proxied) -> None:
+    proxy.origin.set("/r5", status=206, headers={**HEADERS, "Content-Range": "bytes 0-1/1024"}, body=BODY[:2])
     response = await proxy.client.get("/r5", headers={"Range": "bytes=0-1", "If-Range": '"v1"'})
     assert response.status_code == 206 and response.content == BODY[:2]
     forwarded = proxy.origin.requests[-1].headers
     assert forwarded.get("range") == "bytes=0-1" and forwarded.get("if-range") == '"v1"'
-    assert "detail=status" in response.headers["cache-status"]
+
+
+async def test_rfc9111_3_3_partial_without_strong_validator_not_stored(proxy: Proxied) -> None:
+    weak = {**HEADERS, "ETag": 'W/"v1"', "Content-Range": "bytes 0-1/1024"}
+    proxy.origin.set("/r7", status=206, headers=weak, body=BODY[:2])
+    response = await proxy.client.get("/r7", headers={"Range": "bytes=0-1"})
+    assert response.status_code == 206 and "detail=status" in response.headers["cache-status"]
 
 
 async def test_rfc9110_14_2_head_ignores_range(proxy: Proxied) -> None:
     await _stored(proxy, "/r6")
     response = await proxy.client.head("/r6", headers={"Range": "bytes=0-1"})
     assert response.status_code == 200 and response.headers["content-length"] == "1024"
+
+
+def _part(first: int, last: int, etag: str = '"v1"') -> dict[str, object]:
+    """An origin answer with bytes first..last of BODY[:20] as a 206."""
+    headers = {"Cache-Control": "max-age=600", "ETag": etag, "Content-Range": f"bytes {first}-{last}/20"}
+    return {"status": 206, "headers": headers, "body": BODY[first : last + 1]}
+
+
+async def test_rfc9111_3_3_partial_stored_and_reused_for_ranges_it_covers(proxy: Proxied) -> None:
+    proxy.origin.set("/p1", **_part(0, 9))
+    first = await proxy.client.get("/p1", headers={"Range": "bytes=0-9"})
+    assert first.status_code == 206 and first.content == BODY[:10]
+    assert first.headers["cache-status"] == "cacheproxy; fwd=uri-miss; stored"
+    inside = await proxy.client.get("/p1", headers={"Range": "bytes=2-5"})
+    assert inside.status_code == 206 and inside.content == BODY[2:6]
+    assert inside.headers["content-range"] == "bytes 2-5/20"
+    assert inside.headers["cache-status"].startswith("cacheproxy; hit")
+    assert proxy.origin.hits["/p1"] == 1
+
+
+async def test_rfc9111_3_3_partial_never_answers_a_request_for_the_whole(proxy: Proxied) -> None:
+    proxy.origin.set("/p2", **_part(0, 9))
+    await proxy.client.get("/p2", headers={"Range": "bytes=0-9"})
+    proxy.origin.set("/p2", headers={"Cache-Control": "max-age=600", "ETag": '"v1"'}, body=BODY[:20])
+    whole = await proxy.client.get("/p2")
+    assert whole.status_code == 200 and whole.content == BODY[:20]
+    assert "fwd=partial" in whole.headers["cache-status"]
+    assert (await proxy.client.get("/p2")).headers["cache-status"].startswith("cacheproxy; hit")
+    assert proxy.origin.hits["/p2"] == 2
+
+
+async def test_rfc9111_3_4_parts_combined_after_a_narrowed_range(proxy: Proxied) -> None:
+    proxy.origin.set("/p3", **_part(0, 9))
+    await proxy.client.get("/p3", headers={"Range": "bytes=0-9"})
+    proxy.origin.set("/p3", **_part(10, 19))
+    response = await proxy.client.get("/p3", headers={"Range": "bytes=5-19"})
+    sent = proxy.origin.requests[-1].headers
+    assert sent.get("range") == "bytes=10-19" and sent.get("if-range") == '"v1"'
+    assert response.status_code == 206 and response.content == BODY[5:20]
+    assert response.headers["content-range"] == "bytes 5-19/20"
+    whole = await proxy.client.get("/p3")  # the two parts made the complete response
+    assert whole.status_code == 200 and whole.content == BODY[:20]
+    assert whole.headers["cache-status"].startswith("cacheproxy; hit")
+    assert proxy.origin.hits["/p3"] == 2
+
+
+async def test_rfc9111_3_4_parts_of_another_representation_not_combined(proxy: Proxied) -> None:
+    proxy.origin.set("/p4", **_part(0, 9))
+    await proxy.client.get("/p4", headers={"Range": "bytes=0-9"})
+    proxy.origin.set("/p4", **_part(10, 19, etag='"v2"'))
+    response = await proxy.client.get("/p4", headers={"Range": "bytes=5-19"})
+    assert proxy.origin.requests[-1].headers.get("range") == "bytes=5-19"  # asked again with the client's Range
+    assert response.status_code == 206 and response.headers["content-range"] == "bytes 10-19/20"
+    assert response.content == BODY[10:20]
+    assert proxy.origin.hits["/p4"] == 3

@@ -379,7 +379,7 @@ def test_policy_set_cookie_store_keeps_values() -> None:
 
 
 def test_rfc9111_5_2_2_3_understood_statuses() -> None:
-    expected = {200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501}
+    expected = {200, 203, 204, 206, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501}
     assert expected == UNDERSTOOD_STATUSES
 
 
@@ -442,7 +442,8 @@ POST_AS_GET = {
         False,
     ),
     "rfc9110-9.3.3-no-content-location": (200, [("Cache-Control", "max-age=60")], None, False),
-    "rfc9110-9.3.3-status-not-understood": (206, [("Cache-Control", "max-age=60")], POST_TARGET, False),
+    "rfc9110-9.3.3-status-not-understood": (299, [("Cache-Control", "max-age=60")], POST_TARGET, False),
+    "rfc9110-9.3.3-partial-content-never": (206, [("Cache-Control", "max-age=60")], POST_TARGET, False),
 }
 
 

@@ -11,6 +11,7 @@ from enum import StrEnum
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead, serving_headers
 from proxy.rfc.age import age_header_value
 from proxy.rfc.partial import content_span, plan_from_partial
+from proxy.rfc.preconditions import precondition_failed
 from proxy.rfc.ranges import NotSatisfiable, Partial, Whole, boundary_for, multipart_body, plan_range
 from proxy.rfc.validation import client_not_modified, not_modified_head
 
@@ -47,6 +48,8 @@ def entry_answer(
     """Serve ``entry``: a 304 when the client's own validators match (RFC 9110 §13.1), no body for HEAD."""
     age_pair = (b"age", age_header_value(age).encode())
     status_pair = (b"cache-status", status_line.encode("latin-1"))
+    if precondition_failed(request, entry.head):
+        return precondition_failed_answer(entry.head, [age_pair, status_pair], outcome, detail)
     if entry.head.status == 200 and client_not_modified(request, entry.head):
         head = not_modified_head(entry.head)
         return Answer(
@@ -121,6 +124,8 @@ def response_answer(
     added = [(b"cache-status", status_line.encode("latin-1"))]
     if age is not None:
         added.insert(0, (b"age", age_header_value(age).encode()))
+    if conditional and precondition_failed(request, head):
+        return precondition_failed_answer(head, added, outcome, detail)
     if conditional and head.status == 200 and client_not_modified(request, head):
         nm = not_modified_head(head)
         return Answer(304, [*serving_headers(nm.headers, None), *added], outcome=outcome, detail=detail)
@@ -128,6 +133,15 @@ def response_answer(
     headers = [*serving_headers(head.headers, length), *added]
     payload = b"" if body is None or request.method == "HEAD" else body
     return Answer(head.status, headers, payload, outcome=outcome, detail=detail)
+
+
+def precondition_failed_answer(
+    head: ResponseHead, added: list[tuple[bytes, bytes]], outcome: CacheOutcome, detail: str
+) -> Answer:
+    """``412`` in place of ``head`` (RFC 9110 §15.5.13): its validators and Date, no content. No caching fields:
+    a 412 is not heuristically cacheable, and a cache in front must never store one for the URL."""
+    fields = Headers((k, v) for k, v in head.headers if k.lower() in ("etag", "last-modified", "date"))
+    return Answer(412, [*serving_headers(fields, 0), *added], outcome=outcome, detail=detail)
 
 
 def error_answer(status: int, text: str, status_line: str, detail: str) -> Answer:

@@ -124,3 +124,22 @@ async def test_rfc9111_4_3_5_head_with_other_validators_makes_the_stored_get_sta
     got = await proxy.client.get("/hd2")  # the fresh entry was made stale: revalidated, and the new body arrives
     assert got.text == "new"
     assert [r.method for r in proxy.origin.requests] == ["GET", "HEAD", "GET"]
+
+
+async def test_rfc9110_13_1_1_if_match_answered_412_from_cache(proxy: Proxied) -> None:
+    proxy.origin.set("/im", headers={"Cache-Control": "max-age=600", "ETag": '"v1"'}, body="x")
+    await proxy.client.get("/im")
+    failed = await proxy.client.get("/im", headers={"If-Match": '"v2"'})
+    assert failed.status_code == 412 and failed.content == b""
+    assert "cache-control" not in failed.headers
+    held = await proxy.client.get("/im", headers={"If-Match": '"v1"'})
+    assert held.status_code == 200 and held.text == "x"
+    assert proxy.origin.hits["/im"] == 1
+
+
+async def test_rfc9110_13_1_4_if_unmodified_since_on_a_miss(proxy: Proxied) -> None:
+    lm = "Tue, 01 Dec 2026 10:00:00 GMT"
+    proxy.origin.set("/ius", headers={"Cache-Control": "max-age=600", "Last-Modified": lm}, body="x")
+    failed = await proxy.client.get("/ius", headers={"If-Unmodified-Since": "Tue, 01 Dec 2026 09:00:00 GMT"})
+    assert failed.status_code == 412
+    assert (await proxy.client.get("/ius")).headers["cache-status"].startswith("cacheproxy; hit")

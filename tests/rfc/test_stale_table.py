@@ -25,31 +25,34 @@ COLUMNS: dict[str, tuple[str, float, float]] = {
     "stale-proxy-revalidate": ("max-age=60, proxy-revalidate", 60.0, 0.0),
     "stale-s-maxage": ("s-maxage=60", 60.0, 0.0),
     "stale-no-cache": ("max-age=60, no-cache", 60.0, 0.0),
+    "stale-no-cache-must-revalidate": ("max-age=60, no-cache, must-revalidate", 60.0, 0.0),
     "stale-swr": ("max-age=60, stale-while-revalidate=60", 60.0, 60.0),
     "stale-swr-expired": ("max-age=60, stale-while-revalidate=30", 60.0, 30.0),
     "fresh": ("max-age=300", 300.0, 0.0),
     "fresh-must-revalidate": ("max-age=300, must-revalidate", 300.0, 0.0),
+    "fresh-s-maxage": ("s-maxage=300", 300.0, 0.0),
     "fresh-no-cache": ("max-age=300, no-cache", 300.0, 0.0),
 }
 
 # The table: request Cache-Control -> one cell per column, in COLUMNS order.
-#                                        stale  must  proxy s-max no-c  swr  swr-x  fresh f-must f-no-c
+# Columns, in COLUMNS order: stale, +must-revalidate, +proxy-revalidate, s-maxage, +no-cache,
+# +no-cache+must-revalidate, +swr=60, +swr=30, fresh, fresh+must-revalidate, fresh s-maxage, fresh+no-cache.
 TABLE: dict[str, str] = {
-    "": "                                 V      V     V     V     V     W    V      S     S      V",
-    "max-stale": "                        M      V     V     V     V     W    M      S     S      V",
-    "max-stale=50": "                     M      V     V     V     V     W    M      S     S      V",
-    "max-stale=40": "                     M      V     V     V     V     W    M      S     S      V",
-    "max-stale=30": "                     V      V     V     V     V     W    V      S     S      V",
-    "min-fresh=10": "                     V      V     V     V     V     V    V      S     S      V",
-    "min-fresh=250": "                    V      V     V     V     V     V    V      V     V      V",
-    "max-age=150": "                      V      V     V     V     V     W    V      S     S      V",
-    "max-age=50": "                       V      V     V     V     V     V    V      V     V      V",
-    "max-age=150, max-stale": "           M      V     V     V     V     W    M      S     S      V",
-    "no-cache": "                         V      V     V     V     V     V    V      V     V      V",
-    "only-if-cached": "                   X      X     X     X     X     W    X      S     S      X",
-    "only-if-cached, max-stale": "        M      X     X     X     X     W    M      S     S      X",
-    "only-if-cached, no-cache": "         X      X     X     X     X     X    X      X     X      X",
-    "only-if-cached, min-fresh=250": "    X      X     X     X     X     X    X      X     X      X",
+    "": "V V V V V V W V S S S V",
+    "max-stale": "M V V V V V W M S S S V",
+    "max-stale=50": "M V V V V V W M S S S V",
+    "max-stale=40": "M V V V V V W M S S S V",
+    "max-stale=30": "V V V V V V W V S S S V",
+    "min-fresh=10": "V V V V V V V V S S S V",
+    "min-fresh=250": "V V V V V V V V V V V V",
+    "max-age=150": "V V V V V V W V S S S V",
+    "max-age=50": "V V V V V V V V V V V V",
+    "max-age=150, max-stale": "M V V V V V W M S S S V",
+    "no-cache": "V V V V V V V V V V V V",
+    "only-if-cached": "X X X X X X W X S S S X",
+    "only-if-cached, max-stale": "M X X X X X W M S S S X",
+    "only-if-cached, no-cache": "X X X X X X X X X X X X",
+    "only-if-cached, min-fresh=250": "X X X X X X X X X X X X",
 }
 
 

@@ -213,10 +213,13 @@ def _none_match(members: list[str], head: ResponseHead) -> bool:
 
 
 def _not_modified_since(lines: list[str], head: ResponseHead) -> bool:
-    """RFC 9110 §13.1.3, RFC 9111 §4.3.2: the stored Last-Modified (else Date) is not after the given date."""
+    """RFC 9110 §13.1.3, RFC 9111 §4.3.2: the stored Last-Modified (else Date) is not after the given date.
+
+    The response's ``Date`` stands in for "now" when reading a two-digit RFC 850 year (RFC 9110 §5.6.7).
+    """
     if len(lines) != 1:
         return False
-    since = parse_http_date(lines[0])
+    since = parse_http_date(lines[0], now=date_field(head.headers, "date"))
     if since is None:
         return False
     modified = _last_modified(head)

@@ -64,3 +64,17 @@ async def test_contract_group_forgets_keys_once_emptied(store: Storage, make_ent
     await store.put(shaped("a"), fresh, 60)
     assert await store.get(shaped("a")) == [fresh]
     assert await store.delete(URL_KEY) == 1
+
+
+async def test_memory_group_index_bounded_by_what_is_stored(make_entry: MakeEntry) -> None:
+    """House rule 11: the URL-group index never outlives the entries (filled past the budget, then evicted)."""
+    from proxy.storage.memory import MemoryStorage
+
+    store = MemoryStorage(budget=make_entry(shaped("0")).size * 3)
+    for i in range(50):
+        await store.put(shaped(str(i)), make_entry(shaped(str(i))), 60)
+    live = {key for key, _ in store._lru}
+    assert len(live) == 3
+    assert store._groups == {URL_KEY: live}
+    assert await store.delete(URL_KEY) == 3
+    assert store._groups == {}

@@ -67,7 +67,11 @@ class Replies:
         line = self.status(fwd=fwd, fwd_status=fwd_status, stored=exchange.stored, detail=exchange.detail or None)
         if (exchange.revalidated or exchange.combined) and exchange.entry is not None:
             age = current_age(exchange.entry, self.clock.now())
-            answer = entry_answer(request, exchange.entry, age, line, CacheOutcome.REVALIDATED, exchange.detail)
+            outcome = CacheOutcome.REVALIDATED if exchange.revalidated else CacheOutcome.MISS
+            answer = entry_answer(request, exchange.entry, age, line, outcome, exchange.detail)
+        elif (whole := _whole_for_range(request, exchange)) is not None:
+            age = current_age(whole, self.clock.now())
+            answer = entry_answer(request, whole, age, line, CacheOutcome.MISS, exchange.detail)
         else:
             answer = response_answer(
                 request,
@@ -130,6 +134,15 @@ class Replies:
     def only_if_cached(self, reason: Reason) -> Answer:
         line = self.status(fwd=Fwd.MISS, detail=reason)
         return error_answer(504, "504 Gateway Timeout: not in cache (only-if-cached)", line, reason)
+
+
+def _whole_for_range(request: RequestHead, exchange: Exchange) -> Entry | None:
+    """The stored whole 200 a Range request's fetch brought (a revalidation asks for all of it), to cut the range
+    from (RFC 9110 §14); ``None`` when there is none, or when the client's own Set-Cookie would be lost."""
+    entry = exchange.entry
+    if entry is None or "range" not in request.headers or "set-cookie" in exchange.head.headers:
+        return None
+    return entry if exchange.head.status == 200 and entry.head.status == 200 else None
 
 
 def _attach_stream(answer: Answer, request: RequestHead, exchange: Exchange) -> None:

@@ -143,3 +143,13 @@ async def test_rfc9111_3_4_parts_of_another_representation_not_combined(proxy: P
     assert response.status_code == 206 and response.headers["content-range"] == "bytes 10-19/20"
     assert response.content == BODY[10:20]
     assert proxy.origin.hits["/p4"] == 3
+
+
+async def test_rfc9110_14_range_cut_from_the_whole_response_a_revalidation_brought(proxy: Proxied) -> None:
+    proxy.origin.set("/r8", headers={**HEADERS, "Age": "700"}, body=BODY)  # stale on arrival (max-age=600)
+    await proxy.client.get("/r8")
+    proxy.origin.set("/r8", headers={**HEADERS, "ETag": '"v2"'}, body=BODY[::-1])
+    response = await proxy.client.get("/r8", headers={"Range": "bytes=0-3"})
+    assert proxy.origin.requests[-1].headers.get("range") is None  # the whole response was asked for
+    assert response.status_code == 206 and response.content == BODY[::-1][:4]
+    assert response.headers["content-range"] == "bytes 0-3/1024" and response.headers["etag"] == '"v2"'

@@ -40,6 +40,7 @@ BLOCKERS = frozenset(
         b"if-match",
         b"if-unmodified-since",
         b"if-range",
+        b"range",  # RFC 9110 §14: answered with 206/416 by the full path (proxy.rfc.ranges)
         b"cache-debug",
         b"content-length",
         b"transfer-encoding",

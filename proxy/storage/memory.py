@@ -2,9 +2,10 @@
 
 Theory of operation: one dict keyed by ``(key, variant)`` holds the slots (entry, expiry, size). The eviction
 policy (``proxy.storage.eviction``: S3-FIFO by default, LRU, LFU, FIFO, SIEVE) tracks the same idents in its own
-order and names the victim; a hit tells it ``touch``. Two indexes sit beside the slots: key -> its variants (in
-the order they were stored, to drop the oldest when a key holds too many) and tag -> its ``(key, variant)`` pairs,
-for purges by tag. Every removal goes through ``_remove`` so the byte count, the policy and both indexes never
+order and names the victim; a hit tells it ``touch``. Three indexes sit beside the slots: key -> its variants (in
+the order they were stored, to drop the oldest when a key holds too many), tag -> its ``(key, variant)`` pairs, for
+purges by tag, and URL key -> the suffixed keys of its group (``storage.base.GROUP_SEP``), so that deleting a URL
+reaches every key shape. Every removal goes through ``_remove`` so the byte count, the policy and the indexes never
 drift. Every operation is O(1) but ``delete_prefix``.
 
 Each entry is charged ``Entry.size`` (body, headers and a fixed overhead). An entry larger than the
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.messages import Entry
-from proxy.storage.base import StoreStats
+from proxy.storage.base import StoreStats, url_key_of
 from proxy.storage.eviction import DEFAULT_POLICY, EvictionPolicy, make_policy
 
 Ident = tuple[str, str]  # (primary key, Entry.variant)
@@ -77,6 +78,7 @@ class MemoryStorage:
         self._slots: dict[Ident, _Slot] = {}
         self._variants: dict[str, dict[str, None]] = {}  # an insertion-ordered set per key
         self._tags: dict[str, set[Ident]] = {}
+        self._groups: dict[str, set[str]] = {}  # URL key -> its suffixed keys that hold entries
         self._bytes = 0
         self._evictions = 0
 
@@ -117,6 +119,8 @@ class MemoryStorage:
         self._policy.insert(ident, size)
         self._bytes += size
         variants = self._variants.setdefault(key, {})
+        if not variants and (group := url_key_of(key)) is not None:
+            self._groups.setdefault(group, set()).add(key)
         variants[entry.variant] = None
         for tag in entry.tags:
             self._tags.setdefault(tag, set()).add(ident)
@@ -125,11 +129,10 @@ class MemoryStorage:
         self._evict()
 
     async def delete(self, key: str) -> int:
-        """Remove every variant of ``key``; return how many live entries went."""
-        variants = self._variants.get(key)
-        if not variants:
-            return 0
-        return self._remove_all([(key, variant) for variant in variants])
+        """Remove every variant of ``key`` (and of its group's keys, for a URL key); return how many live entries
+        went."""
+        keys = [key, *self._groups.get(key, ())]
+        return self._remove_all([(k, variant) for k in keys for variant in self._variants.get(k, ())])
 
     async def delete_tag(self, tag: str) -> int:
         """Remove every entry carrying ``tag``; return how many live entries went."""
@@ -163,6 +166,7 @@ class MemoryStorage:
         self._policy.clear()
         self._variants.clear()
         self._tags.clear()
+        self._groups.clear()
         self._bytes = 0
 
     def _evict(self) -> None:
@@ -192,6 +196,12 @@ class MemoryStorage:
         del variants[variant]
         if not variants:
             del self._variants[key]
+            group = url_key_of(key)
+            if group is not None:
+                keys = self._groups[group]
+                keys.discard(key)
+                if not keys:
+                    del self._groups[group]
         for tag in slot.entry.tags:
             members = self._tags.get(tag)
             if members is not None:

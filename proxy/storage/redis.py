@@ -28,7 +28,7 @@ from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.errors import ConfigError, StorageError
 from proxy.messages import Entry
 from proxy.storage import redis_layout as layout
-from proxy.storage.base import StoreStats
+from proxy.storage.base import StoreStats, url_key_of
 from proxy.storage.breaker import CircuitBreaker, Guard
 from proxy.storage.memory import url_path
 
@@ -173,8 +173,12 @@ class RedisStorage:
         return written is not None
 
     async def delete(self, key: str) -> int:
-        """Remove every variant of ``key``; raises ``StorageError`` when Redis fails."""
-        return await self._purge("delete", lambda: self._run(self._delete, layout.entry_key(key)), self.write_timeout)
+        """Remove every variant of ``key`` (and of its group, for a URL key); ``StorageError`` when Redis fails."""
+        if url_key_of(key) is not None:
+            return await self._purge(
+                "delete", lambda: self._run(self._delete, layout.entry_key(key)), self.write_timeout
+            )
+        return await self._purge("delete", lambda: self._delete_group(key), self.write_timeout)
 
     async def delete_tag(self, tag: str) -> int:
         """Remove every entry carrying ``tag``, found through the tag's set; raises ``StorageError`` on failure."""
@@ -221,15 +225,26 @@ class RedisStorage:
 
     async def _write(self, key: str, args: list[Any], tags: tuple[str, ...], seconds: int) -> None:
         writes: list[Awaitable[Any]] = [self._put(keys=[layout.entry_key(key)], args=args)]
-        if tags:
+        group = url_key_of(key)
+        sets = [layout.tag_key(tag) for tag in tags] + ([layout.group_key(group)] if group is not None else [])
+        if sets:
             pipe = self.client.pipeline(transaction=False)
-            for tag in tags:
-                name = layout.tag_key(tag)
+            for name in sets:
                 pipe.sadd(name, key)
                 pipe.expire(name, seconds, nx=True)
                 pipe.expire(name, seconds, gt=True)
             writes.append(pipe.execute())
         await asyncio.gather(*writes)
+
+    async def _delete_group(self, key: str) -> int:
+        """The URL key itself and every key its group set lists (RFC 9111 §4.4 reaches every key shape)."""
+        name = layout.group_key(key)
+        members = cast(set[bytes], await self.client.smembers(name))
+        keys: list[str | bytes] = [layout.entry_key(key), *(b"cp:{" + member + b"}" for member in members)]
+        removed = await self._run_each(self._delete, keys)
+        if members:
+            await self.client.srem(name, *members)
+        return removed
 
     async def _run(self, script: Any, name: str | bytes, *extra: Any) -> int:
         return int(await script(keys=[name], args=[self._now_ms(), *extra]))

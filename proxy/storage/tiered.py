@@ -22,7 +22,7 @@ import secrets
 
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.messages import Entry
-from proxy.storage.base import StoreStats
+from proxy.storage.base import GROUP_SEP, StoreStats
 from proxy.storage.eviction import DEFAULT_POLICY
 from proxy.storage.lease import RedisLease
 from proxy.storage.memory import EvictionStats, MemoryStorage
@@ -183,9 +183,11 @@ class TieredStorage:
     async def _drop_local(self, kind: bytes, argument: str) -> None:
         """Apply one invalidation to L1, and keep lookups in flight that it concerns from filling L1."""
         if kind == b"k":
-            if argument in self._readers:
-                self._key_generation[argument] = self._key_generation.get(argument, 0) + 1
-            await self.l1.delete(argument)
+            group = argument + GROUP_SEP
+            for reader in [argument, *(k for k in self._readers if k.startswith(group))]:
+                if reader in self._readers:
+                    self._key_generation[reader] = self._key_generation.get(reader, 0) + 1
+            await self.l1.delete(argument)  # a URL key takes its group along (MemoryStorage.delete)
             return
         self._generation += 1
         if kind == b"t":

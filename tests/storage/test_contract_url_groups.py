@@ -73,7 +73,7 @@ async def test_memory_group_index_bounded_by_what_is_stored(make_entry: MakeEntr
     store = MemoryStorage(budget=make_entry(shaped("0")).size * 3)
     for i in range(50):
         await store.put(shaped(str(i)), make_entry(shaped(str(i))), 60)
-    live = {key for key, _ in store._lru}
+    live = {key for key, _ in store._slots}
     assert len(live) == 3
     assert store._groups == {URL_KEY: live}
     assert await store.delete(URL_KEY) == 3

@@ -20,6 +20,7 @@ from proxy.admin.routes import build_admin
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.config import Settings
 from proxy.endpoint import ProxyEndpoint, Receive, Scope, Send
+from proxy.limits import WEBSOCKET_REASON
 from proxy.rules.reload import RulesHolder
 from proxy.runtime import Runtime
 
@@ -31,6 +32,7 @@ class ProxyApp:
         self.runtime = Runtime.build(settings, clock, rules)
         observer = build_observer(self.runtime)
         self.runtime.observer = observer
+        self.runtime.origin.on_busy = observer.metrics.upstream_pool_exhausted.inc
         self.endpoint = ProxyEndpoint(self.runtime.service, clock, observer)
         self.prefix = settings.admin_prefix
         self.admin: Starlette = build_admin(self.runtime, self._lifespan)
@@ -47,7 +49,8 @@ class ProxyApp:
                 await self.endpoint(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self.admin(scope, receive, send)
-        # websockets are not proxied: uvicorn answers 403 when the app does not accept
+        elif scope["type"] == "websocket":
+            await refuse_websocket(scope, receive, send)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Any) -> AsyncIterator[None]:
@@ -56,3 +59,18 @@ class ProxyApp:
             yield
         finally:
             await self.runtime.close()
+
+
+async def refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    """WebSocket is not proxied (issue 9 §7). ``cacheproxy serve`` answers an upgrade request 501 before the app (see
+    ``proxy.limits``); under another server the handshake reaches the app as a ``websocket`` scope, answered 501 where
+    the server offers the ASGI ``websocket.http.response`` extension, else refused (the server answers 403)."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008, "reason": WEBSOCKET_REASON})
+        return
+    body = f"501 Not Implemented: {WEBSOCKET_REASON}\n".encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "websocket.http.response.start", "status": 501, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})

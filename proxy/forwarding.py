@@ -3,11 +3,20 @@
 Both are pure functions of the configured upstream and our parsed ``RequestHead``; whatever HTTP client implements the
 origin port calls them, so the client can be swapped without touching what is sent. The upstream authority comes from
 configuration only: request bytes never choose it.
+
+Which request fields the upstream may see is decided once, by ``as_forwarded`` (``proxy.messages``, re-exported
+here), before the cache layer reads the request: the cache key, the Vary snapshot of a stored response, reuse
+decisions and the upstream request all read the same fields, so a field the upstream never saw cannot select or key a
+stored response.
 """
 
 from __future__ import annotations
 
-from proxy.messages import HOP_BY_HOP, Headers, RequestHead, merged_via
+from proxy.messages import HOP_BY_HOP, UNKEYED_FIELDS, Headers, RequestHead, as_forwarded, merged_via
+
+# ``as_forwarded`` and ``UNKEYED_FIELDS`` live in ``proxy.messages`` (the cache and rules layers read them and may not
+# import the client layer); they are re-exported here, where what is sent upstream is built.
+__all__ = ["UNKEYED_FIELDS", "Forwarding", "as_forwarded", "wire"]
 
 # Request-side only: credentials meant for this proxy (RFC 9110 §11.7.2), never for the origin.
 # Never forwarded as received: Proxy-Authorization is for this hop; Host is the upstream's (set by the client) unless
@@ -42,6 +51,9 @@ class Forwarding:
 
     def headers(self, request: RequestHead, *, streamed: bool) -> Headers:
         """The end-to-end request fields to send upstream (RFC 9110 §7.6.1-§7.6.3), plus X-Forwarded-*.
+
+        ``request`` is expected to come from ``as_forwarded`` already (the cache layer derives it once); hop-by-hop
+        and Connection-named fields are removed here again only so that no caller can forward them by mistake.
 
         ``Expect`` is dropped: the edge server already answered 100-continue to the client (RFC 9110 §10.1.1
         lets a proxy do so). ``Host`` is left to the client (the upstream's authority) unless ``preserve_host``.

@@ -8,7 +8,7 @@ as on the wire (RFC 9110 §5.5), so every byte survives the round trip.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TypeVar
 
@@ -135,6 +135,22 @@ class Headers:
             return self
         return Headers((k, v) for k, v in self._items if k.lower() not in drop)
 
+    def with_(self, name: str, value: str) -> Headers:
+        """A copy where ``name`` has exactly one value, placed where the first old one was (or at the end)."""
+        lname = name.lower()
+        out: list[tuple[str, str]] = []
+        placed = False
+        for k, v in self._items:
+            if k.lower() == lname:
+                if not placed:
+                    out.append((name, value))
+                    placed = True
+                continue
+            out.append((k, v))
+        if not placed:
+            out.append((name, value))
+        return Headers(out)
+
     def adding(self, name: str, value: str) -> Headers:
         """A copy with one more field line at the end."""
         return Headers((*self._items, (name, value)))
@@ -199,6 +215,21 @@ HOP_BY_HOP: frozenset[str] = frozenset(
 )
 
 
+# Request fields that common origins and frameworks honour (to rewrite the path or method, or to pick the scheme or
+# host of absolute links) but that a cache key does not hold: an attacker who sends one gets a response stored under a
+# key that clean clients share. Stripped unless a route passes them (``pass_headers``), and a passed one joins the key.
+# ``Forwarded`` (RFC 7239) is stripped from every peer for now: the proxy sends its own X-Forwarded-* fields.
+UNKEYED_FIELDS: tuple[str, ...] = (
+    "X-Original-URL",
+    "X-Rewrite-URL",
+    "X-HTTP-Method-Override",
+    "X-Forwarded-Scheme",
+    "X-Host",
+    "Forwarded",
+)
+_UNKEYED = frozenset(name.lower() for name in UNKEYED_FIELDS)
+
+
 def merged_via(received: list[str]) -> str:
     """RFC 9110 §7.6.3: the ``Via`` values received, in order, with this proxy's own member appended."""
     return ", ".join([*received, VIA])
@@ -254,6 +285,24 @@ class RequestHead:
     def url(self) -> str:
         """The effective request URI (RFC 9110 §7.1)."""
         return f"{self.scheme}://{self.host}{self.target}"
+
+
+def as_forwarded(request: RequestHead, passed: frozenset[str] = frozenset()) -> RequestHead:
+    """``request`` with only the fields the upstream will see: the one derivation every later step reads.
+
+    Which request fields the upstream may see is decided once, here, before the cache layer reads the request
+    (``proxy.cache.service`` calls it after the route match; ``proxy.forwarding`` builds the upstream fields from its
+    result): the cache key, the Vary snapshot of a stored response, reuse decisions and the upstream request all read
+    the same fields, so a field the upstream never saw cannot select or key a stored response.
+
+    Removed: hop-by-hop fields and every field the client names in ``Connection`` (RFC 9110 §7.6.1), and the
+    unkeyed fields of ``UNKEYED_FIELDS`` except those in ``passed`` (lower-cased names, a route's ``pass_headers``).
+    The same object comes back when nothing is removed (the common case costs one set check).
+    """
+    fields = request.headers
+    drop = {*HOP_BY_HOP, *(name.lower() for name in fields.get_list("connection")), *(_UNKEYED - passed)}
+    kept = fields.without(*drop)
+    return request if kept is fields else replace(request, headers=kept)
 
 
 @dataclass(frozen=True, slots=True)

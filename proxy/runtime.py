@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,7 +26,9 @@ from proxy.upstream import Upstream, UpstreamConfig
 
 
 class OriginClient(Origin, Protocol):
-    """The origin port plus what the lifespan and readiness need from the concrete client."""
+    """The origin port plus what the lifespan, readiness and metrics need from the concrete client."""
+
+    on_busy: Callable[[], None] | None  # called when a request is shed for want of a pooled connection
 
     async def start(self) -> None: ...
 
@@ -44,13 +47,19 @@ class Observing(Protocol):
 
 def open_stores(settings: Settings, clock: Clock) -> tuple[dict[str, Storage], str]:
     """The stores routes can pick by name: always ``memory``, plus ``redis`` when ``--store`` names one."""
-    stores: dict[str, Storage] = {"memory": MemoryStorage(settings.memory_budget, clock=clock)}
+    stores: dict[str, Storage] = {
+        "memory": MemoryStorage(settings.memory_budget, clock=clock, eviction=settings.eviction)
+    }
     if settings.store == "memory":
         return stores, "memory"
     from proxy.storage.factory import open_store  # loads the Redis client only when a Redis store is configured
 
     stores["redis"] = open_store(
-        settings.store, memory_budget=settings.memory_budget, l1_budget=settings.l1_budget or None, clock=clock
+        settings.store,
+        memory_budget=settings.memory_budget,
+        l1_budget=settings.l1_budget or None,
+        clock=clock,
+        eviction=settings.eviction,
     )
     return stores, "redis"
 
@@ -61,6 +70,8 @@ def open_origin(settings: Settings, clock: Clock) -> OriginClient:
         settings.upstream,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
+        pool_size=settings.upstream_pool_size,
+        pool_timeout=settings.upstream_pool_timeout,
         preserve_host=settings.preserve_host,
     )
     return Upstream(config, clock)
@@ -83,7 +94,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock, rules: RulesHolder | None = None) -> Runtime:
-        holder = rules or RulesHolder(settings.rules)
+        holder = rules or RulesHolder(settings.rules, stores=settings.store_names)
         origin = open_origin(settings, clock)
         stores, default = open_stores(settings, clock)
         abilities = {name: abilities_of(store) for name, store in stores.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -10,6 +11,7 @@ import uvicorn
 from proxy.app import ProxyApp
 from proxy.config import Settings
 from proxy.endpoint import QuietBrokenStreams
+from proxy.limits import LimitedHttpToolsProtocol, Limits, connection_cap
 
 
 def configure_logging(settings: Settings) -> None:
@@ -19,13 +21,27 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("uvicorn.error").addFilter(QuietBrokenStreams())
 
 
+def limits_of(settings: Settings) -> Limits:
+    return Limits(
+        max_url_bytes=settings.max_url_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        head_timeout=settings.head_timeout,
+        max_connections=connection_cap(settings.max_connections, reserved=settings.upstream_pool_size),
+    )
+
+
 def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
+    # The protocol class goes to worker processes pickled: a partial of a module-level class and a frozen value.
+    protocol = functools.partial(LimitedHttpToolsProtocol, limits=limits_of(settings))
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=protocol,  # type: ignore[arg-type]  # httptools with head limits, request trailers dropped
+        ws="none",  # WebSocket is not proxied: an upgrade request is answered 501 by the protocol
+        timeout_keep_alive=settings.keepalive_timeout,  # type: ignore[arg-type]  # a float works: call_later
         lifespan="on",
         access_log=False,  # the proxy writes its own access log line, with the cache outcome
         log_config=None,

@@ -40,12 +40,17 @@ PARTS: dict[str, str] = {
     "proxy.endpoint": "edge",
     "proxy.hot": "edge",
     "proxy.admin": "edge",
+    "proxy.limits": "edge",  # uvicorn's httptools protocol with the request-head limits (before the app runs)
+    "proxy.trailers": "edge",  # the same protocol, request trailers dropped where they are parsed
     "proxy.memo": "memo",
     "proxy.server": "command",
     "proxy.cli": "command",
     "proxy.__main__": "command",
     "proxy.demo": "command",
     "proxy.explain": "command",
+    "proxy.simulate": "command",  # replays a trace through the eviction policies (``cacheproxy simulate``)
+    "proxy.warm": "command",  # ``cacheproxy warm``: an HTTP client of its own (httpx), never below the edge
+    "proxy.tracelog": "command",  # reads access logs for simulate and warm
 }
 
 # The allowed arrows, written down once: part -> the parts it may import (itself always).
@@ -55,7 +60,7 @@ ALLOWED: dict[str, set[str]] = {
     "messages": set(),
     "rfc": {"messages"},
     "rules": {"base", "messages", "rfc"},
-    "config": {"base", "rules"},
+    "config": {"base", "rules", "storage"},  # settings check the store choices (eviction policy names)
     "storage": {"base", "messages"},
     "origin": {"base", "messages"},
     "client": {"base", "messages", "rfc", "origin"},

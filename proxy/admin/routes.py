@@ -27,8 +27,9 @@ from proxy.admin.observe import AdminObserver
 from proxy.admin.purge import MAX_BODY, PurgeRequestError, distinct_named_stores, parse_purge, purge
 from proxy.errors import StorageError
 from proxy.runtime import Runtime
-from proxy.storage.abilities import Abilities, ErrorCounting
+from proxy.storage.abilities import Abilities
 from proxy.storage.base import Storage
+from proxy.storage.memory import EvictionStats
 
 NO_STORE = {"cache-control": "no-store"}
 READY_TIMEOUT = 5.0  # a probe that hangs longer is "unreachable" (set the probe's timeoutSeconds above this)
@@ -76,9 +77,16 @@ async def upstream_state(runtime: Runtime) -> str:
     return "ok" if alive else "unreachable"
 
 
-def _reporting(runtime: Runtime) -> list[tuple[Storage, ErrorCounting | None]]:
-    """Each store once, with its error counts when it keeps them."""
-    return [(store, runtime.abilities_of(name).error_counting) for name, store in distinct_named_stores(runtime)]
+def _reporting(runtime: Runtime) -> list[tuple[Storage, Abilities]]:
+    """Each store once, with what it can report beyond ``stats`` (error counts, eviction figures)."""
+    return [(store, runtime.abilities_of(name)) for name, store in distinct_named_stores(runtime)]
+
+
+def eviction_fields(stats: EvictionStats | None) -> dict[str, Any]:
+    """The status page's policy columns of one store (nulls for a store without a memory policy)."""
+    if stats is None:
+        return {"policy": None, "evictions_by_queue": None, "ghost_hits": None}
+    return {"policy": stats.policy, "evictions_by_queue": stats.evictions, "ghost_hits": stats.ghost_hits}
 
 
 def build_admin(runtime: Runtime, lifespan: Any) -> Starlette:
@@ -111,6 +119,7 @@ def build_admin(runtime: Runtime, lifespan: Any) -> Starlette:
         body["worker"] = os.getpid()
         body["stores"] = [
             {"name": name, "entries": s.entries, "bytes": s.bytes, "budget": s.budget, "evictions": s.evictions}
+            | eviction_fields(observer.metrics.stores.eviction.get(name))
             for name, s in found.items()
         ]
         return JSONResponse(body, headers=NO_STORE)

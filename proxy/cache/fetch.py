@@ -21,11 +21,20 @@ from proxy.messages import Entry, RequestHead, ResponseHead
 from proxy.origin import Origin, OriginResponse
 from proxy.rfc.age import format_http_date
 from proxy.rfc.decisions import Decision, DontStore, Forward, Fwd, Reason, Revalidate, Serve, Store
+from proxy.rfc.partial import combine, covers, narrowed_request
 from proxy.rfc.reuse import decide
 from proxy.rfc.storable import assess, surrogate_keys
-from proxy.rfc.validation import conditional_request, merge_304, strip_conditionals, validator_matches
+from proxy.rfc.validation import (
+    conditional_request,
+    head_matches,
+    merge_304,
+    selects_stored,
+    stale_copy,
+    strip_conditionals,
+)
 from proxy.rfc.vary import vary_names, vary_snapshot
 from proxy.rules.model import Route
+from proxy.storage.abilities import ConfirmingPut
 from proxy.storage.base import Storage
 
 log = logging.getLogger("cacheproxy.fetch")
@@ -43,6 +52,7 @@ class Job:
     route: Route
     key: str
     store: Storage
+    confirming: ConfirmingPut | None = None  # ``store`` again when it says whether it took a put (found once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +70,8 @@ class Fetched:
     not_stored: Reason | None = None  # why it was not stored, if it was not
     error_status: bool = False  # an error status (RFC 5861 §4) that the decision's stale entry may stand in for
     collapsed: bool = False  # ``entry`` came from another process's fetch (cross-process single-flight)
+    times: tuple[float, float] | None = None  # request and response time of the fetch (RFC 9111 §4.2.3)
+    combined: bool = False  # ``entry`` joins the upstream 206 with a stored part: answer from it (RFC 9111 §3.4)
 
     def stream(self) -> AsyncIterator[bytes]:
         if self.response is None:
@@ -102,9 +114,10 @@ class Fetcher:
 
     async def passthrough(self, request: RequestHead, body: AsyncIterator[bytes] | None, route: Route) -> Fetched:
         """Send ``request`` as it is, for bypassed routes and unsafe methods."""
-        started = self.clock.monotonic()
+        request_time, started = self.clock.now(), self.clock.monotonic()
         response = await self.origin.send(request, body, read_limit=route.policy.max_object_size)
-        return Fetched(response.head, response.body, response.head.status, self.clock.monotonic() - started, response)
+        elapsed, times = self.clock.monotonic() - started, (request_time, self.clock.now())
+        return Fetched(response.head, response.body, response.head.status, elapsed, response, times=times)
 
     async def fetch(
         self, job: Job, decision: Revalidate | Forward, flight: Flight | None, store_it: bool = True
@@ -159,10 +172,14 @@ class Fetcher:
         request, route = job.request, job.route
         if isinstance(decision, Revalidate):
             outgoing = conditional_request(request, decision.entry)
+            if request.method == "HEAD":
+                outgoing = replace(outgoing, method="HEAD")  # RFC 9111 §4.3.5: the client wants no content
         else:
             outgoing = strip_conditionals(request)
             if outgoing.method != "GET":
                 outgoing = replace(outgoing, method="GET")  # a HEAD miss fetches the GET to store
+            if decision.partial is not None and decision.range is not None:
+                outgoing = narrowed_request(outgoing, decision.partial, decision.range)  # RFC 9111 §3.3
         request_time = self.clock.now()
         started = self.clock.monotonic()
         response = await self.origin.send(outgoing, job.body, read_limit=route.policy.max_object_size)
@@ -170,7 +187,7 @@ class Fetcher:
         elapsed = self.clock.monotonic() - started
         status = response.head.status
         if isinstance(decision, Revalidate) and status == 304:
-            if validator_matches(decision.entry.head, response.head):
+            if selects_stored(decision.entry.head, response.head, sole=decision.sole):
                 await response.release()
                 return await self._refreshed(
                     job, outgoing, decision.entry, response.head, flight, (request_time, response_time), elapsed
@@ -178,9 +195,17 @@ class Fetcher:
             # RFC 9111 §4.3.4: a 304 that selects nothing stored: ask again without conditions.
             await response.release()
             return await self._send_and_store(job, Forward(Fwd.STALE, Reason.STALE), flight, store_it)
+        times = (request_time, response_time)
+        if isinstance(decision, Revalidate) and outgoing.method == "HEAD":
+            await response.release()
+            return await self._head_answered(job, outgoing, decision.entry, response.head, flight, times, elapsed)
+        if isinstance(decision, Forward) and decision.partial is not None and status == 206:
+            combined = await self._combined(job, outgoing, decision, response, flight, times, elapsed, store_it)
+            if combined is not None:
+                return combined
         if status in ERROR_STATUSES and stand_in(decision) is not None:
             _publish(flight, NotShared(Reason.STATUS))
-            return Fetched(response.head, response.body, status, elapsed, response, error_status=True)
+            return Fetched(response.head, response.body, status, elapsed, response, error_status=True, times=times)
         verdict = assess(
             outgoing,
             response.head,
@@ -193,10 +218,11 @@ class Fetcher:
             reason = verdict.reason if isinstance(verdict, DontStore) else Reason.TOO_LARGE
             not_stored = reason if store_it or response.body is None else Reason.COALESCE_TIMEOUT
             _publish(flight, NotShared(reason))
-            return Fetched(response.head, response.body, status, elapsed, response, not_stored=not_stored)
+            return Fetched(response.head, response.body, status, elapsed, response, not_stored=not_stored, times=times)
         entry = _entry(job.key, outgoing, verdict, response.body, route, request_time, response_time)
-        stored = await _put(job.store, job.key, entry, verdict.ttl)
-        _publish(flight, Shared(entry))
+        stored = await _put(job, entry, verdict.ttl)
+        # A partial answers only the ranges it covers: followers go upstream with their own (RFC 9111 §3.3).
+        _publish(flight, NotShared(Reason.PARTIAL) if status == 206 else Shared(entry))
         return Fetched(
             response.head,
             response.body,
@@ -205,8 +231,47 @@ class Fetcher:
             response,
             entry=entry,
             stored=stored,
-            not_stored=None if stored else Reason.STORE_ERROR,
+            not_stored=None if stored else Reason.STORE_UNAVAILABLE,
+            times=times,
         )
+
+    async def _combined(
+        self,
+        job: Job,
+        outgoing: RequestHead,
+        decision: Forward,
+        response: OriginResponse,
+        flight: Flight | None,
+        times: tuple[float, float],
+        elapsed: float,
+        store_it: bool,
+    ) -> Fetched | None:
+        """RFC 9111 §3.4: join a 206 with the stored partial and answer the client from the result.
+
+        ``None`` when they do not combine and the client's own Range was sent (then the 206 is its answer); when a
+        narrowed Range was sent, the client's own Range is asked for after all.
+        """
+        found = _combined_entry(job, outgoing, decision.partial, response, times)
+        if found is not None:
+            entry, ttl = found
+            await response.release()
+            stored = await _put(job, entry, ttl)
+            _publish(flight, Shared(entry) if entry.head.status == 200 else NotShared(Reason.PARTIAL))
+            return Fetched(
+                entry.head,
+                entry.body,
+                206,
+                elapsed,
+                entry=entry,
+                stored=stored,
+                not_stored=None if stored else Reason.STORE_UNAVAILABLE,
+                combined=True,
+                times=times,
+            )
+        if decision.range is None:
+            return None
+        await response.release()
+        return await self._send_and_store(job, Forward(decision.fwd, decision.reason), flight, store_it)
 
     async def _refreshed(
         self,
@@ -218,10 +283,15 @@ class Fetcher:
         times: tuple[float, float],
         elapsed: float,
     ) -> Fetched:
-        """RFC 9111 §4.3.4: freshen the stored entry with the 304's fields and keep serving its body."""
+        """RFC 9111 §4.3.4: freshen the stored entry with the 304's fields and keep serving its body.
+
+        Also for a 200 answering HEAD that matches the entry (§4.3.5): ``not_modified`` is then that response.
+        """
         request_time, response_time = times
         merged = merge_304(entry.head, not_modified, received=response_time)
         route = job.route
+        outgoing = replace(outgoing, method="GET")  # what the stored response answers
+        upstream_status = not_modified.status
         verdict = assess(
             outgoing,
             merged,
@@ -233,19 +303,88 @@ class Fetcher:
         if isinstance(verdict, DontStore):
             fresh = replace(entry, head=merged, request_time=request_time, response_time=response_time)
             _publish(flight, NotShared(verdict.reason))
-            return Fetched(merged, fresh.body, 304, elapsed, entry=fresh, revalidated=True, not_stored=verdict.reason)
+            return Fetched(
+                merged, fresh.body, upstream_status, elapsed, entry=fresh, revalidated=True, not_stored=verdict.reason
+            )
         fresh = replace(
             _entry(job.key, outgoing, verdict, entry.body, route, request_time, response_time),
             url=entry.url,
             vary=entry.vary,
             tags=tuple(dict.fromkeys((*entry.tags, *_tags(verdict, route)))),
         )
-        stored = await _put(job.store, job.key, fresh, verdict.ttl)
+        stored = await _put(job, fresh, verdict.ttl)
         _publish(flight, Shared(fresh))
-        not_stored = None if stored else Reason.STORE_ERROR
+        not_stored = None if stored else Reason.STORE_UNAVAILABLE
         return Fetched(
-            fresh.head, fresh.body, 304, elapsed, entry=fresh, stored=stored, revalidated=True, not_stored=not_stored
+            fresh.head,
+            fresh.body,
+            upstream_status,
+            elapsed,
+            entry=fresh,
+            stored=stored,
+            revalidated=True,
+            not_stored=not_stored,
         )
+
+    async def _head_answered(
+        self,
+        job: Job,
+        outgoing: RequestHead,
+        entry: Entry,
+        head: ResponseHead,
+        flight: Flight | None,
+        times: tuple[float, float],
+        elapsed: float,
+    ) -> Fetched:
+        """RFC 9111 §4.3.5: a 200 to HEAD whose validators match freshens the stored GET response; one whose
+        validators differ makes it stale. The client gets the HEAD response either way."""
+        if head.status == 200 and head_matches(entry.head, len(entry.body), head):
+            return await self._refreshed(job, outgoing, entry, head, flight, times, elapsed)
+        if head.status == 200:
+            await _put(job, stale_copy(entry), job.route.policy.keep)
+        _publish(flight, NotShared(Reason.STALE))
+        return Fetched(head, None, head.status, elapsed, times=times)
+
+
+async def store_answer(job: Job, fetched: Fetched) -> bool:
+    """Store a response received outside a cache fetch (a POST answer that represents its target URI for a GET,
+    RFC 9110 §9.3.3) under ``job``'s key, if ``assess`` allows it for ``job.request``."""
+    if fetched.body is None or fetched.times is None:
+        return False
+    request_time, response_time = fetched.times
+    verdict = assess(
+        job.request,
+        fetched.head,
+        job.route.policy,
+        request_time=request_time,
+        response_time=response_time,
+        body_size=len(fetched.body),
+    )
+    if isinstance(verdict, DontStore):
+        return False
+    entry = _entry(job.key, job.request, verdict, fetched.body, job.route, request_time, response_time)
+    return await _put(job, entry, verdict.ttl)
+
+
+def _combined_entry(
+    job: Job, outgoing: RequestHead, partial: Entry | None, response: OriginResponse, times: tuple[float, float]
+) -> tuple[Entry, float] | None:
+    """The entry (and its time-to-live) a 206 and the stored partial make together (RFC 9111 §3.4), if they
+    combine, may be stored, and answer the client's request."""
+    if partial is None or response.body is None:
+        return None
+    joined = combine(partial, response.head, response.body)
+    if joined is None:
+        return None
+    head, body = joined
+    request = replace(outgoing, headers=outgoing.headers.without("range", "if-range"))
+    verdict = assess(
+        request, head, job.route.policy, request_time=times[0], response_time=times[1], body_size=len(body)
+    )
+    if not isinstance(verdict, Store):
+        return None
+    entry = _entry(job.key, request, verdict, body, job.route, *times)
+    return (entry, verdict.ttl) if head.status == 200 or covers(entry, job.request) else None
 
 
 def _publish(flight: Flight | None, outcome: Shared | NotShared) -> None:
@@ -288,9 +427,12 @@ def _entry(
     )
 
 
-async def _put(store: Storage, key: str, entry: Entry, ttl: float) -> bool:
+async def _put(job: Job, entry: Entry, ttl: float) -> bool:
+    """False when the entry was not stored: an error, or a shared store that could not take it (Redis down)."""
     try:
-        await store.put(key, entry, ttl)
+        if job.confirming is not None:  # the store says whether it took the entry (``ConfirmingPut``, Redis)
+            return await job.confirming.store(job.key, entry, ttl)
+        await job.store.put(job.key, entry, ttl)
     except StorageError as error:
         log.warning("storing %s failed: %s", entry.url, error)
         return False

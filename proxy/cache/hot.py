@@ -40,6 +40,7 @@ BLOCKERS = frozenset(
         b"if-match",
         b"if-unmodified-since",
         b"if-range",
+        b"range",  # RFC 9110 §14: answered with 206/416 by the full path (proxy.rfc.ranges)
         b"cache-debug",
         b"content-length",
         b"transfer-encoding",
@@ -54,6 +55,7 @@ class Hit(NamedTuple):
     route: str
     status: int
     sent: int
+    key: str = ""  # the cache key, for the access log (``cacheproxy simulate`` replays it)
 
 
 Message = MutableMapping[str, Any]
@@ -101,7 +103,7 @@ class HotPath:
         start, body = self._messages(key, entry, age, method == "HEAD")
         await send(start)
         await send(body)
-        return Hit(route.name, entry.head.status, len(body["body"]))
+        return Hit(route.name, entry.head.status, len(body["body"]), key)
 
     def _messages(self, key: str, entry: Entry, age: float, head_only: bool) -> tuple[Message, Message]:
         """The two ASGI messages of a hit, reused while the entry, its whole-second age and ``ttl`` stay the same

@@ -19,9 +19,9 @@ from proxy.cache.answer import (
 )
 from proxy.cache.fetch import Fetched, fwd_of, stand_in, upstream_error_text
 from proxy.clock import Clock
-from proxy.errors import UpstreamError
+from proxy.errors import UpstreamBusy, UpstreamError
 from proxy.messages import Entry, RequestHead
-from proxy.rfc.age import current_age
+from proxy.rfc.age import current_age, forwarded_age
 from proxy.rfc.decisions import Decision, Fwd, Reason, Revalidate, Serve
 from proxy.rfc.directives import response_directives
 from proxy.rfc.reuse import ttl_remaining
@@ -85,17 +85,31 @@ class Replies:
         detail = fetched.not_stored if reason is None else reason
         status = CacheStatus(fwd=fwd, fwd_status=fwd_status, stored=fetched.stored, detail=detail)
         upstream = Upstream(fetched.elapsed, fetched.upstream_status)
-        if fetched.revalidated and fetched.entry is not None:
+        if (fetched.revalidated or fetched.combined) and fetched.entry is not None:
             age = current_age(fetched.entry, self.clock.now())
-            return entry_answer(asked, fetched.entry, age, status, CacheOutcome.REVALIDATED, upstream)
-        return _response(asked, fetched, status, CacheOutcome.MISS, upstream, conditional=True)
+            outcome = CacheOutcome.REVALIDATED if fetched.revalidated else CacheOutcome.MISS
+            return entry_answer(asked, fetched.entry, age, status, outcome, upstream)
+        if (whole := _whole_for_range(asked.request, fetched)) is not None:
+            age = current_age(whole, self.clock.now())
+            return entry_answer(asked, whole, age, status, CacheOutcome.MISS, upstream)
+        return _response(asked, fetched, status, CacheOutcome.MISS, upstream, self._age_of(fetched), conditional=True)
 
     def passed(self, asked: Asked, fetched: Fetched, fwd: Fwd, reason: Reason) -> Answer:
         """A response forwarded without the cache (bypassed route, unsafe method): the client's conditionals were
         the origin's to answer."""
         upstream = Upstream(fetched.elapsed, fetched.upstream_status)
         status = CacheStatus(fwd=fwd, detail=reason)
-        return _response(asked, fetched, status, CacheOutcome.BYPASS, upstream, conditional=False)
+        age = self._age_of(fetched)
+        return _response(asked, fetched, status, CacheOutcome.BYPASS, upstream, age, conditional=False)
+
+    def _age_of(self, fetched: Fetched) -> float | None:
+        """RFC 9111 §4.2.3: the age of a response on its way through, stored or not (``Age`` on every response)."""
+        now = self.clock.now()
+        if fetched.entry is not None:
+            return current_age(fetched.entry, now)
+        if fetched.times is None:
+            return None
+        return forwarded_age(fetched.head.headers, *fetched.times, now)
 
     def failed(self, asked: Asked, decision: Decision, error: UpstreamError) -> Answer:
         """The upstream failed: serve stale where RFC 5861 allows, else 502/503/504 with a one-line body."""
@@ -109,6 +123,8 @@ class Replies:
 
     def error(self, asked: Asked, code: int, error: UpstreamError, fwd: Fwd) -> Answer:
         status = CacheStatus(fwd=fwd, detail=failure_reason(error))
+        if isinstance(error, UpstreamBusy) and code == error.status:
+            return busy_answer(asked, status)
         return error_answer(asked, code, upstream_error_text(code, error), status)
 
     def stale_if_error(self, asked: Asked, entry: Entry, fwd: Fwd, upstream_status: int | None) -> Answer:
@@ -122,17 +138,38 @@ class Replies:
         return error_answer(asked, 504, "504 Gateway Timeout: not in cache (only-if-cached)", status)
 
 
+BUSY_TEXT = "503 Service Unavailable: every upstream connection is busy; retry shortly"
+RETRY_AFTER = b"1"  # seconds: the pool wait is about that long, and a shed request is cheap to retry
+
+
+def busy_answer(asked: Asked, status: CacheStatus) -> Answer:
+    """The pool stayed full for the whole bounded wait (``UpstreamBusy``): shed with ``Retry-After``
+    (RFC 9110 §15.6.4, §10.2.3) instead of queueing the client behind the others."""
+    return error_answer(asked, 503, BUSY_TEXT, status, ((b"retry-after", RETRY_AFTER),))
+
+
+def _whole_for_range(request: RequestHead, fetched: Fetched) -> Entry | None:
+    """The stored whole 200 a Range request's fetch brought (a revalidation asks for all of it), to cut the range
+    from (RFC 9110 §14); ``None`` when there is none, or when the client's own Set-Cookie would be lost."""
+    entry = fetched.entry
+    if entry is None or "range" not in request.headers or "set-cookie" in fetched.head.headers:
+        return None
+    return entry if fetched.head.status == 200 and entry.head.status == 200 else None
+
+
 def _response(
     asked: Asked,
     fetched: Fetched,
     status: CacheStatus,
     outcome: CacheOutcome,
     upstream: Upstream,
+    age: float | None,
     *,
     conditional: bool,
 ) -> Answer:
-    """A response just received; a body too large to read whole streams from the origin, released by the edge."""
-    streamed = fetched.body is None
+    """A response just received; a body too large to read whole streams from the origin, released by the edge (a
+    HEAD answer, whose response has no body, is never streamed)."""
+    streamed = fetched.body is None and fetched.response is not None
     return response_answer(
         asked,
         fetched.head,
@@ -140,7 +177,8 @@ def _response(
         status,
         outcome,
         conditional=conditional,
-        stream=fetched.stream() if streamed else None,
+        stream=fetched.stream() if streamed and asked.request.method != "HEAD" else None,
         release=fetched.close if streamed else None,
         upstream=upstream,
+        age=age,
     )

@@ -22,20 +22,21 @@ from urllib.parse import urlsplit
 
 from proxy.cache.answer import Answer, Asked
 from proxy.cache.coalesce import Coalescer, Failed, Flight, Lease, Outcome, Shared, run_detached
-from proxy.cache.fetch import Fetched, Fetcher, Job, fwd_of, stand_in
-from proxy.cache.keys import primary_key
+from proxy.cache.fetch import Fetched, Fetcher, Job, fwd_of, stand_in, store_answer
+from proxy.cache.keys import primary_key, url_key
 from proxy.cache.replies import Replies
 from proxy.clock import Clock
 from proxy.errors import StorageError, UpstreamError
-from proxy.messages import CACHEABLE_METHODS, Entry, RequestHead
+from proxy.messages import CACHEABLE_METHODS, Entry, RequestHead, as_forwarded
 from proxy.origin import Origin
 from proxy.rfc.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve, Unsatisfiable
 from proxy.rfc.invalidation import invalidated_urls
 from proxy.rfc.reuse import decide
+from proxy.rfc.storable import post_answers_get
 from proxy.rfc.vary import vary_matches
 from proxy.rules.model import Route
 from proxy.rules.reload import RulesHolder
-from proxy.storage.abilities import InstantLookup
+from proxy.storage.abilities import ConfirmingPut, InstantLookup
 from proxy.storage.base import Storage
 
 log = logging.getLogger("cacheproxy.service")
@@ -74,11 +75,22 @@ class CacheService:
         self._lookups: dict[str, asyncio.Future[list[Entry]]] = {}
         # Stores that answer a lookup without I/O, found once here (never asked per request which class a store is).
         self._instant = {id(store): store for store in stores.values() if isinstance(store, InstantLookup)}
+        # Whether each store says if it took a put (Redis: a refused put reads ``detail=store-unavailable``), looked
+        # up once per store object (a store swapped in later, ``Runtime.set_store``, is looked up when first used).
+        self._confirming: dict[int, tuple[Storage, ConfirmingPut | None]] = {}
         self.tasks: set[asyncio.Task[Fetched]] = set()
         self.fetcher = Fetcher(origin=origin, clock=clock, coalescer=self.coalescer, lease=lease)
 
     def store_for(self, route: Route) -> Storage:
         return self.stores.get(route.store or self.default_store) or self.stores[self.default_store]
+
+    def _job(self, request: RequestHead, body: AsyncIterator[bytes] | None, route: Route, key: str) -> Job:
+        store = self.store_for(route)
+        known = self._confirming.get(id(store))
+        if known is None or known[0] is not store:
+            known = (store, store if isinstance(store, ConfirmingPut) else None)
+            self._confirming[id(store)] = known
+        return Job(request, body, route, key, store, known[1])
 
     async def handle(
         self, request: RequestHead, body: AsyncIterator[bytes] | None, prior: Lookup | None = None
@@ -88,17 +100,21 @@ class CacheService:
             route = prior.route
         else:
             route = self.rules.current.match(request.method, request.host, request.path)
+        request = as_forwarded(request, route.pass_headers)  # key, Vary, reuse and upstream read the same fields
         if route.bypass:
             return await self._pass(self.replies.asked(request, route.name), body, route, Fwd.BYPASS, Reason.RULE)
         if request.method not in CACHEABLE_METHODS:
             return await self._pass(self.replies.asked(request, route.name), body, route, Fwd.METHOD, Reason.METHOD)
+        if body is not None:  # a GET or HEAD with a body: its answer may depend on it, the key cannot
+            asked = self.replies.asked(request, route.name)
+            return await self._pass(asked, body, route, Fwd.BYPASS, Reason.REQUEST_BODY)
         return await self._cacheable(request, body, route, prior)
 
     async def _cacheable(
         self, request: RequestHead, body: AsyncIterator[bytes] | None, route: Route, prior: Lookup | None
     ) -> Answer:
         key = prior.key if prior is not None else primary_key(request, route)
-        job = Job(request, body, route, key, self.store_for(route))
+        job = self._job(request, body, route, key)
         asked = self.replies.asked(request, route.name, key)
         early: Answer | Outcome | None = None
         if prior is not None:
@@ -242,10 +258,21 @@ class CacheService:
             return self.replies.error(asked, error.status, error, fwd)
         if request.method not in CACHEABLE_METHODS:
             await self.invalidate(invalidated_urls(request, fetched.head))
+            await self._store_post_answer(request, fetched)
         return self.replies.passed(asked, fetched, fwd, reason)
 
+    async def _store_post_answer(self, request: RequestHead, fetched: Fetched) -> None:
+        """RFC 9110 §9.3.3: a POST answer with explicit freshness whose Content-Location is the target URI is stored
+        for a later GET of that URI (under the GET's route and key)."""
+        get = post_answers_get(request, fetched.head)
+        if get is None:
+            return
+        route = self.rules.current.match("GET", get.host, get.path)
+        if not route.bypass:
+            await store_answer(self._job(get, None, route, primary_key(get, route)), fetched)
+
     async def invalidate(self, urls: list[str], *, strict: bool = False) -> int:
-        """Remove every stored variant of each URL.
+        """Remove every stored variant of each URL, under every key shape (headers and cookies included).
 
         A store failure is logged (RFC 9111 §4.4 invalidation is best-effort), or raised with ``strict`` (a purge
         must say it did not happen).
@@ -257,7 +284,7 @@ class CacheService:
                 continue
             route = self.rules.current.match("GET", target.host, target.path)
             try:
-                removed += await self.store_for(route).delete(primary_key(target, route))
+                removed += await self.store_for(route).delete(url_key(target, route))
             except StorageError as error:
                 if strict:
                     raise

@@ -8,7 +8,10 @@ for an attribute at the call site (``getattr``) or asking which class it is (``i
 - ``Startable``: has work to do before serving (learn a cluster's topology, subscribe to invalidations);
 - ``Leasing``: offers a cross-process single-flight lease (Redis: one fetch per key among all workers);
 - ``Degradable``: can say it runs degraded (an open breaker, a lost subscription): readyz says so;
-- ``ErrorCounting``: counts its failed or skipped operations by operation (a metrics counter).
+- ``ErrorCounting``: counts its failed or skipped operations by operation (a metrics counter);
+- ``ConfirmingPut``: says whether it took an entry (Redis: False when it is down, timed out, or its breaker is open),
+  so the answer can say ``detail=store-unavailable`` instead of ``stored``;
+- ``Evicting``: evicts by a policy and reports what it did (the memory store, the two-tier L1).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Protocol, runtime_checkable
 
 from proxy.messages import Entry
 from proxy.storage.base import Storage
+from proxy.storage.memory import EvictionStats
 
 
 class Lease(Protocol):
@@ -72,6 +76,20 @@ class ErrorCounting(Protocol):
         ...
 
 
+@runtime_checkable
+class ConfirmingPut(Protocol):
+    async def store(self, key: str, entry: Entry, ttl: float) -> bool:
+        """``Storage.put``, saying whether the store took the entry (False: it did not, and raised nothing)."""
+        ...
+
+
+@runtime_checkable
+class Evicting(Protocol):
+    def eviction_stats(self) -> EvictionStats:
+        """The eviction policy's name, its evictions per queue, and its ghost hits so far."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Abilities:
     """What one store can do beyond ``Storage``: each field is the store itself, typed, or ``None``."""
@@ -81,6 +99,8 @@ class Abilities:
     leasing: Leasing | None = None
     degradable: Degradable | None = None
     error_counting: ErrorCounting | None = None
+    confirming: ConfirmingPut | None = None
+    evicting: Evicting | None = None
 
 
 def abilities_of(store: Storage) -> Abilities:
@@ -91,4 +111,6 @@ def abilities_of(store: Storage) -> Abilities:
         leasing=store if isinstance(store, Leasing) else None,
         degradable=store if isinstance(store, Degradable) else None,
         error_counting=store if isinstance(store, ErrorCounting) else None,
+        confirming=store if isinstance(store, ConfirmingPut) else None,
+        evicting=store if isinstance(store, Evicting) else None,
     )

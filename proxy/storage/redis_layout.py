@@ -14,8 +14,10 @@ distinct paths of its variants, joined by newlines, so purge by prefix can filte
 pipelined ``HGET`` before running a script). The key's own ``PEXPIRE`` is the latest expiry of its variants
 (relative, so Redis's clock need not agree with ours); expired variants are filtered on read and dropped by the
 next script that touches the key. Per tag, a set ``cp:tag:{tag}`` lists the cache keys that had a variant with it.
-It lives in its own slot, so it is written beside the entry script, not inside it. A fetch's cross-process lease
-is ``cp:{K}:lease`` (same slot as the entry). Every name under ``cp:`` is spelled in this module only.
+It lives in its own slot, so it is written beside the entry script, not inside it. In the same way, per URL key, a
+set ``cp:grp:{url key}`` lists the suffixed keys of its group (``storage.base.GROUP_SEP``: keys that include request
+headers or cookies), so that deleting the URL reaches them all. A fetch's cross-process lease is ``cp:{K}:lease``
+(same slot as the entry). Every name under ``cp:`` is spelled in this module only.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ def lease_key(key: str) -> str:
 
 def tag_key(tag: str) -> str:
     return f"cp:tag:{{{tag}}}"
+
+
+def group_key(url_key: str) -> str:
+    return f"cp:grp:{{{url_key}}}"
 
 
 def variant_id(variant: str) -> str:

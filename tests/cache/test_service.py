@@ -77,7 +77,7 @@ async def test_rfc9111_3_miss_is_fetched_and_stored(driver: Driver) -> None:
     assert (answer.status, answer.body, answer.outcome) == (200, b"one", CacheOutcome.MISS)
     assert cache_status(answer) == "cacheproxy; fwd=uri-miss; stored"
     assert answer.reason is None
-    assert header(answer, "age") is None
+    assert header(answer, "age") == "0"  # Age on every forwarded response too (RFC 9111 §4.2.3, §5.1; issue 15)
     assert answer.key is not None and len(driver.store.get_now(answer.key)) == 1
     assert [r.method for r in driver.origin.requests] == ["GET"]
 

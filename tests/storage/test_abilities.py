@@ -71,3 +71,16 @@ async def test_two_tier_store_has_the_abilities_of_its_shared_tier() -> None:
 
 def test_a_store_with_no_abilities_gets_none() -> None:
     assert abilities_of(PlainStore()) == Abilities()
+
+
+async def test_stores_that_confirm_puts_and_stores_that_evict_by_a_policy() -> None:
+    memory = MemoryStorage(clock=FakeClock())
+    redis = RedisStorage.from_url("redis://127.0.0.1:9")
+    tiered = TieredStorage(RedisStorage.from_url("redis://127.0.0.1:9"), 1024 * 1024)
+    try:
+        assert (abilities_of(memory).evicting, abilities_of(memory).confirming) == (memory, None)
+        assert (abilities_of(redis).evicting, abilities_of(redis).confirming) == (None, redis)
+        assert abilities_of(tiered).evicting is tiered  # its L1's policy
+    finally:
+        await redis.close()
+        await tiered.close()

@@ -13,10 +13,9 @@ from urllib.parse import urlsplit
 
 from proxy.cache.keys import key_parts, primary_key
 from proxy.errors import ConfigError
-from proxy.messages import Headers, RequestHead, ResponseHead
+from proxy.messages import UNSAFE_METHODS, Headers, RequestHead, ResponseHead
 from proxy.rfc.decisions import DontStore, Reason
 from proxy.rfc.storable import assess
-from proxy.rules.match import UNSAFE_METHODS
 from proxy.rules.model import Route, Rules, RulesFile
 
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")  # whitespace and controls never appear in a request target

@@ -8,6 +8,7 @@ import os
 
 import uvicorn
 
+from proxy.app import ProxyApp
 from proxy.config import Settings
 from proxy.endpoint import QuietBrokenStreams
 from proxy.limits import LimitedHttpToolsProtocol, Limits, connection_cap
@@ -52,6 +53,14 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
     )
 
 
+def create_app_from_env() -> ProxyApp:
+    """The factory uvicorn workers call (``--workers N``): settings come from ``CACHEPROXY_*``. It lives here, above
+    ``proxy.app``, so that the app never imports the server that runs it."""
+    settings = Settings.from_env()
+    configure_logging(settings)
+    return ProxyApp(settings)
+
+
 def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT; in-flight requests finish first (uvicorn's graceful shutdown)."""
     configure_logging(settings)
@@ -62,7 +71,7 @@ def serve(settings: Settings) -> None:
 
         made_here = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
         metrics_dir = prepare_multiprocess()  # the workers' metrics are summed through files in this directory
-        config = uvicorn_config(settings, "proxy.app:create_app_from_env")
+        config = uvicorn_config(settings, "proxy.server:create_app_from_env")
         sock = config.bind_socket()
         try:
             uvicorn.supervisors.Multiprocess(config, sockets=[sock]).run()
@@ -70,6 +79,4 @@ def serve(settings: Settings) -> None:
             if made_here:
                 remove_multiprocess_dir(metrics_dir)
         return
-    from proxy.app import ProxyApp
-
     uvicorn.Server(uvicorn_config(settings, ProxyApp(settings))).run()

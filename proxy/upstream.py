@@ -1,4 +1,5 @@
-"""The one HTTP client to the origin: pooling, streaming, timeouts, header hygiene and error mapping.
+"""The one HTTP client to the origin (it implements the origin port, ``proxy.origin.Origin``): pooling, streaming,
+timeouts, header hygiene and error mapping.
 
 This is the only module that imports aiohttp. Its defaults suit a browser-like client, not a proxy, so each
 one is set here: no cookie jar, no redirects, no decompression, no added Accept/User-Agent/Content-Type, no
@@ -99,7 +100,8 @@ def check_head(response: aiohttp.ClientResponse) -> None:
 
 
 class UpstreamResponse:
-    """The origin's answer: a head with hop-by-hop fields removed, and a body read whole or streamed."""
+    """The origin's answer (a ``proxy.origin.OriginResponse``): a head with hop-by-hop fields removed, and a body read
+    whole or streamed."""
 
     def __init__(
         self, response: aiohttp.ClientResponse, elapsed: float, free: Callable[[], None] | None = None
@@ -192,7 +194,8 @@ class UpstreamResponse:
 
 
 class Upstream:
-    """A pooled aiohttp session to one origin. ``start`` and ``close`` belong to the application lifespan."""
+    """A pooled aiohttp session to one origin (a ``proxy.origin.Origin``). ``start``, ``close`` and ``ping`` (readiness)
+    are this client's own, outside the port; they belong to the application lifespan and the admin surface."""
 
     def __init__(self, config: UpstreamConfig, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config

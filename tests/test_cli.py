@@ -14,9 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from proxy.cache.keys import primary_key
 from proxy.cli import build_parser, main, settings_from_args
 from proxy.config import Settings
 from proxy.errors import ConfigError
+from proxy.messages import RequestHead
+from proxy.rules.loader import load_rules
 from tests.support.servers import free_port, stop_process, wait_http
 
 GOOD = "routes:\n  - name: api\n    match: {path: /api/**}\n    ttl: 30s\n"
@@ -54,11 +57,14 @@ def test_explain_shows_route_key_and_storability(tmp_path: Path, capsys: pytest.
         "explain", "--rules", str(rules), "GET", "https://shop.example/api/items?a=1",
         "--response-header", "Cache-Control: private",
     ])  # fmt: skip
-    out = capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert "api" in out
-    assert "c:" in out  # the cache key
-    assert "private" in out  # why it would not be stored
+    assert f"route     api ({rules} line 2)" in lines
+    request = RequestHead("GET", "https", "shop.example", "/api/items", "a=1")
+    route = load_rules(rules).match("GET", "shop.example", "/api/items")
+    assert route.name == "api"
+    assert f"key       {primary_key(request, route)}" in lines  # the key the proxy itself computes
+    assert any(line.startswith("stored    no: the response is private") and "detail=private" in line for line in lines)
 
 
 def test_schema_is_json_schema_of_the_rules_file(capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from proxy.storage.abilities import Abilities, ErrorCounting
 from proxy.storage.base import Storage, StoreStats
 from proxy.storage.memory import EvictionStats
 
@@ -183,28 +184,26 @@ class Metrics:
         reg.register(self.stores)
         self._seen_errors: dict[tuple[str, str], int] = {}
 
-    async def refresh_stores(self, stores: Iterable[Storage]) -> dict[str, StoreStats]:
-        """Read every store's figures (a failing store is left out) and turn error counts into counter steps."""
+    async def refresh_stores(self, stores: Iterable[tuple[Storage, Abilities]]) -> dict[str, StoreStats]:
+        """Read every store's figures (a failing store is left out), turn error counts into counter steps, and read
+        the eviction policy's figures of the stores that evict by one."""
         found: dict[str, StoreStats] = {}
         eviction: dict[str, EvictionStats] = {}
-        for store in stores:
+        for store, abilities in stores:
             try:
                 found[store.name] = await store.stats()
             except Exception:  # a store that cannot report is shown by readyz; the scrape still answers
                 continue
-            self._count_store_errors(store)
-            eviction_stats = getattr(store, "eviction_stats", None)
-            if callable(eviction_stats):
-                eviction[store.name] = eviction_stats()
+            if abilities.error_counting is not None:
+                self._count_store_errors(store, abilities.error_counting)
+            if abilities.evicting is not None:
+                eviction[store.name] = abilities.evicting.eviction_stats()
         self.stores.stats = found
         self.stores.eviction = eviction
         return found
 
-    def _count_store_errors(self, store: Storage) -> None:
-        counts = getattr(store, "error_counts", None)
-        if not callable(counts):
-            return
-        for op, total in counts().items():
+    def _count_store_errors(self, store: Storage, counting: ErrorCounting) -> None:
+        for op, total in counting.error_counts().items():
             ident = (store.name, str(op))
             step = int(total) - self._seen_errors.get(ident, 0)
             if step > 0:

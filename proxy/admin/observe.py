@@ -22,7 +22,7 @@ from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from proxy.admin.metrics import Metrics, status_class
-from proxy.cache.answers import Answer, CacheOutcome
+from proxy.cache.answer import Answer, CacheOutcome
 from proxy.cache.hot import Hit
 from proxy.clock import Clock
 from proxy.endpoint import request_from_scope
@@ -30,7 +30,7 @@ from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolEr
 from proxy.messages import RequestHead
 
 if TYPE_CHECKING:
-    from proxy.app import Runtime
+    from proxy.runtime import Runtime
 
 access_log = logging.getLogger("cacheproxy.access")
 
@@ -193,7 +193,7 @@ class AdminObserver:
         """A hot-path hit: the same counts as ``request_done``; the request is rebuilt only for the access log."""
         self.tally.add(CacheOutcome.HIT, hit.route, duration)
         if self.access and access_log.isEnabledFor(logging.INFO):
-            answer = Answer(hit.status, [], outcome=CacheOutcome.HIT, route=hit.route, extra={"key": hit.key})
+            answer = Answer(hit.status, [], outcome=CacheOutcome.HIT, route=hit.route, key=hit.key)
             log_request(request_from_scope(scope), answer, duration, hit.sent)
 
     def request_done(self, request: RequestHead, answer: Answer, duration: float, sent: int) -> None:
@@ -205,7 +205,8 @@ class AdminObserver:
             log_request(request, answer, duration, sent)
 
     def _upstream_done(self, answer: Answer) -> None:
-        self.tally.add_upstream(status_class(answer.extra.get("upstream_status")), answer.upstream_time)
+        status = None if answer.upstream is None else answer.upstream.status
+        self.tally.add_upstream(status_class(status), answer.upstream_time)
 
     def rules_reloaded(self, ok: bool, problems: list[str]) -> None:
         """The ``RulesHolder.on_reload`` hook."""
@@ -246,7 +247,7 @@ def log_request(request: RequestHead, answer: Answer, duration: float, sent: int
             "duration": round(duration, 6),
             "bytes": sent,
             "client": request.client,
-            "key": answer.extra.get("key"),
+            "key": answer.key,
             "size": body_size(answer, sent),
             "storable": is_storable(answer),
         },

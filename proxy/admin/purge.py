@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Literal
 from proxy.admin.auth import forbid, is_allowed
 from proxy.endpoint import Receive, Scope, Send, request_from_scope
 from proxy.errors import StorageError
+from proxy.runtime import Runtime
 from proxy.storage.base import Storage
 
 if TYPE_CHECKING:
     from proxy.admin.observe import AdminObserver
-    from proxy.app import Runtime
 
 Kind = Literal["url", "prefix", "tag"]
 KINDS: tuple[Kind, ...] = ("url", "prefix", "tag")
@@ -63,9 +63,14 @@ def absolute_url(url: str, scheme: str, host: str) -> str:
 
 def distinct_stores(runtime: Runtime) -> list[Storage]:
     """Each store once, even when two names point at the same object."""
-    seen: dict[int, Storage] = {}
-    for store in runtime.stores.values():
-        seen.setdefault(id(store), store)
+    return [store for _, store in distinct_named_stores(runtime)]
+
+
+def distinct_named_stores(runtime: Runtime) -> list[tuple[str, Storage]]:
+    """Each store once with the first name it goes by."""
+    seen: dict[int, tuple[str, Storage]] = {}
+    for name, store in runtime.stores.items():
+        seen.setdefault(id(store), (name, store))
     return list(seen.values())
 
 

@@ -19,12 +19,15 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.errors import UpstreamError
 from proxy.messages import Entry
 from proxy.rfc.decisions import Reason
+from proxy.storage.abilities import Lease
+
+__all__ = ["Coalescer", "Failed", "Flight", "Lease", "NotShared", "Outcome", "Shared", "run_detached"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,22 +49,6 @@ class Failed:
 
 
 Outcome = Shared | NotShared | Failed
-
-
-class Lease(Protocol):
-    """A cross-process lease on a key (Redis ``SET NX PX``), held by the process that fetches it."""
-
-    async def acquire(self, key: str) -> bool:
-        """Take the lease; False when another process holds it (or the lease store is unavailable: then True)."""
-        ...
-
-    async def wait(self, key: str, timeout: float) -> None:
-        """Return when the holder announces the key is done, the lease expires, or ``timeout`` passes."""
-        ...
-
-    async def release(self, key: str) -> None:
-        """Give the lease up and wake the processes waiting on it."""
-        ...
 
 
 class Flight:
@@ -117,9 +104,9 @@ class Coalescer:
         self._flights[key] = flight
         return flight, True
 
-    def land(self, flight: Flight, fallback: Outcome) -> None:
-        """End ``flight``: publish ``fallback`` if the leader published nothing, and forget it."""
-        flight.publish(fallback)
+    def finish(self, flight: Flight, default: Outcome) -> None:
+        """End ``flight``: publish ``default`` if the leader published nothing, and forget it."""
+        flight.publish(default)
         if self._flights.get(flight.key) is flight:
             del self._flights[flight.key]
         if isinstance(flight.outcome, NotShared):

@@ -44,11 +44,13 @@ class Reason(StrEnum):
     MUST_UNDERSTAND = "must-understand"
     VARY_STAR = "vary-star"
     TOO_LARGE = "too-large"
-    # Upstream trouble.
+    # Upstream trouble: one per ``proxy.errors.UpstreamError`` class, the same token as its ``detail``.
     UPSTREAM_ERROR = "upstream-error"
-    UPSTREAM_TIMEOUT = "upstream-timeout"
+    CONNECT_FAILED = "connect-failed"
+    UPSTREAM_TIMEOUT = "timeout"
+    PROTOCOL_ERROR = "protocol-error"
+    POOL_EXHAUSTED = "pool-exhausted"
     COALESCE_TIMEOUT = "coalesce-timeout"
-    STORE_ERROR = "store-error"
     STORE_UNAVAILABLE = "store-unavailable"  # the store did not take the entry: down, timed out, or breaker open
 
 
@@ -134,6 +136,3 @@ class Store:
 @dataclass(frozen=True, slots=True)
 class DontStore:
     reason: Reason
-
-
-StoreVerdict = Store | DontStore

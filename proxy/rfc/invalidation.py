@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from urllib.parse import SplitResult, urldefrag, urljoin, urlsplit
 
-from proxy.messages import RequestHead, ResponseHead
+from proxy.messages import SAFE_METHODS, RequestHead, ResponseHead
 
 # RFC 9110 §9.2.1: the safe methods; every other method, known or not, may change state.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 

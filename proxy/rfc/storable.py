@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from proxy.messages import Headers, RequestHead, ResponseHead
+from proxy.messages import HOP_BY_HOP, Headers, RequestHead, ResponseHead
 from proxy.rfc.age import corrected_initial_age
 from proxy.rfc.decisions import DontStore, Reason, Store
 from proxy.rfc.directives import Directives, request_directives, response_directives
@@ -20,20 +20,6 @@ from proxy.rfc.invalidation import same_origin_uri
 from proxy.rfc.partial import storable_partial
 from proxy.rfc.policy import Policy, SetCookiePolicy
 from proxy.rfc.validation import has_validator
-
-# RFC 9110 §7.6.1: connection-specific fields, never stored or forwarded.
-HOP_BY_HOP: frozenset[str] = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "transfer-encoding",
-        "upgrade",
-        "trailer",
-        "proxy-authenticate",
-    }
-)
 
 # RFC 9111 §5.2.2.3: the final status codes whose caching requirements this cache implements. 304 (merged into a
 # stored response, never stored itself) is deliberately absent.

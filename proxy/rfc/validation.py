@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from proxy.messages import Entry, Headers, RequestHead, ResponseHead
+from proxy.messages import HOP_BY_HOP, Entry, Headers, RequestHead, ResponseHead
 from proxy.rfc.dates import date_field, format_http_date, parse_http_date
 
 # RFC 9110 §13.1: the request preconditions a client may send.
@@ -23,16 +23,8 @@ CONDITIONALS: tuple[str, ...] = (
 
 # RFC 9111 §3.1 (hop-by-hop and proxy-specific fields) and §3.2 (Content-Length, and fields the stored body
 # depends on): a 304 never replaces these in the stored response.
-_NOT_UPDATED = frozenset(
+_NOT_UPDATED = HOP_BY_HOP | frozenset(
     {
-        "connection",
-        "proxy-connection",
-        "keep-alive",
-        "te",
-        "transfer-encoding",
-        "trailer",
-        "upgrade",
-        "proxy-authenticate",
         "proxy-authentication-info",
         "proxy-authorization",
         "content-length",

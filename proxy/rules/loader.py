@@ -19,8 +19,9 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from proxy.errors import RulesError
+from proxy.messages import UNSAFE_METHODS
 from proxy.rfc.policy import Policy
-from proxy.rules.match import UNSAFE_METHODS, covers, ignores_case
+from proxy.rules.match import covers, ignores_case
 from proxy.rules.model import (
     DefaultsFields,
     KeyFields,

@@ -27,14 +27,24 @@ the request's port.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from proxy.rules.model import MatchFields
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+class MatchFields(Protocol):
+    """What a route matches on, as the rules model declares it (``proxy.rules.model.MatchFields``): the model
+    imports the matcher, never the other way round."""
+
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def regex(self) -> str | None: ...
+    @property
+    def methods(self) -> Sequence[str] | None: ...
+    @property
+    def host(self) -> str | None: ...
+
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _DELIMITERS = frozenset("/\\;")  # %2F, %5C and %3B are decoded for matching (rule 1)
@@ -224,5 +234,5 @@ def _host_covers(pattern: str, host: str | None) -> bool:
     return "*" not in host and compile_host(pattern).fullmatch(host.lower()) is not None
 
 
-def _methods(methods: list[str]) -> set[str]:
+def _methods(methods: Sequence[str]) -> set[str]:
     return set(methods) | ({"HEAD"} if "GET" in methods else set())

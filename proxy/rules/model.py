@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from proxy.forwarding import UNKEYED_FIELDS
+from proxy.messages import UNKEYED_FIELDS
 from proxy.rfc.policy import DEFAULT_POLICY, MIB, Policy, SetCookiePolicy
 from proxy.rules.match import (
     GlobError,
@@ -83,7 +83,7 @@ _PASSABLE = {name.lower(): name for name in UNKEYED_FIELDS}
 
 
 def _unkeyed(value: object) -> object:
-    """One of the fields the proxy strips (``proxy.forwarding.UNKEYED_FIELDS``), in any letter case."""
+    """One of the fields the proxy strips (``proxy.messages.UNKEYED_FIELDS``), in any letter case."""
     value = _token(value)
     if isinstance(value, str) and value.lower() not in _PASSABLE:
         hint = difflib.get_close_matches(value.lower(), list(_PASSABLE), n=1, cutoff=0.6)
@@ -250,7 +250,7 @@ class Route:
     tags: tuple[str, ...] = ()
     coalesce: bool = True
     coalesce_timeout: float = 5.0
-    pass_headers: frozenset[str] = frozenset()  # lower-cased; ``proxy.forwarding.as_forwarded`` keeps them
+    pass_headers: frozenset[str] = frozenset()  # lower-cased; ``proxy.messages.as_forwarded`` keeps them
     methods: frozenset[str] | None = None
     host: str | None = None
     path: str | None = None

@@ -19,12 +19,12 @@ The store lives inside one event loop and never awaits, so it takes no locks. Bo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.messages import Entry
 from proxy.storage.base import StoreStats, url_key_of
 from proxy.storage.eviction import DEFAULT_POLICY, EvictionPolicy, make_policy
+from proxy.storage.urls import url_path
 
 Ident = tuple[str, str]  # (primary key, Entry.variant)
 
@@ -45,12 +45,6 @@ class EvictionStats:
     policy: str
     evictions: dict[str, int]
     ghost_hits: int
-
-
-def url_path(url: str) -> str:
-    """What purge by prefix compares: the part of an absolute URL after scheme and host (path, ``?query``)."""
-    parts = urlsplit(url)
-    return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
 class MemoryStorage:

@@ -16,60 +16,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.asyncio.cluster import RedisCluster
 
-from proxy.cache.codec import decode_entry, encode_entry
 from proxy.clock import SYSTEM_CLOCK, Clock
-from proxy.errors import ConfigError, StorageError
+from proxy.errors import StorageError
 from proxy.messages import Entry
 from proxy.storage import redis_layout as layout
 from proxy.storage.base import StoreStats, url_key_of
 from proxy.storage.breaker import CircuitBreaker, Guard
-from proxy.storage.memory import url_path
+from proxy.storage.codec import decode_entry, encode_entry
+from proxy.storage.redis_client import Client, connect
+from proxy.storage.urls import url_path
 
 if TYPE_CHECKING:
     from proxy.storage.lease import RedisLease
 
-Client = Redis | RedisCluster
+__all__ = ["Client", "RedisStorage", "connect"]  # Client and connect live in redis_client; kept importable here
 EXACT_STATS_LIMIT = 10_000  # above this many keys, ``stats().entries`` counts keys, not variants
 BYTES_SAMPLE = 1_000  # entry hashes measured to estimate ``stats().bytes`` above ``EXACT_STATS_LIMIT`` keys
 _PARALLEL = 32  # scripts in flight at once during a purge
-
-
-def connect(url: str, *, connect_timeout: float = 0.25, socket_timeout: float = 1.0) -> Client:
-    """A client for ``redis://``, ``rediss://`` (TLS), or ``redis+cluster://h:p[,h:p...]`` (also ``rediss+cluster``).
-
-    Connection-level retries are off: a failure must reach the guard at once, not after backoffs. The asyncio
-    timeouts of each call are the real bounds; ``socket_timeout`` is only a backstop.
-    """
-    parts = urlsplit(url)
-    common: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout}
-    if parts.scheme in ("redis", "rediss", "unix"):
-        return Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
-    if parts.scheme not in ("redis+cluster", "rediss+cluster"):
-        raise ConfigError(f"unsupported store URL scheme {parts.scheme!r} in {url!r}")
-    nodes = [_cluster_node(item, url) for item in parts.netloc.rpartition("@")[2].split(",") if item]
-    if not nodes:
-        raise ConfigError(f"no host:port in {url!r}")
-    return RedisCluster(
-        startup_nodes=nodes,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        ssl=parts.scheme == "rediss+cluster",
-        **common,
-    )
-
-
-def _cluster_node(item: str, url: str) -> ClusterNode:
-    host, _, port = item.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"expected host:port, got {item!r} in {url!r}")
-    return ClusterNode(host.strip("[]"), int(port))
 
 
 class RedisStorage:
@@ -240,7 +206,7 @@ class RedisStorage:
         """The URL key itself and every key its group set lists (RFC 9111 §4.4 reaches every key shape)."""
         name = layout.group_key(key)
         members = cast(set[bytes], await self.client.smembers(name))
-        keys: list[str | bytes] = [layout.entry_key(key), *(b"cp:{" + member + b"}" for member in members)]
+        keys: list[str | bytes] = [layout.entry_key(key), *(layout.entry_key_bytes(member) for member in members)]
         removed = await self._run_each(self._delete, keys)
         if members:
             await self.client.srem(name, *members)
@@ -269,7 +235,7 @@ class RedisStorage:
         members = cast(set[bytes], await self.client.smembers(name))
         if not members:
             return 0
-        keys = [b"cp:{" + member + b"}" for member in members]
+        keys = [layout.entry_key_bytes(member) for member in members]
         removed = await self._run_each(self._delete_tag, keys, layout.text(tag))
         await self.client.srem(name, *members)
         return removed

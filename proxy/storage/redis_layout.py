@@ -4,7 +4,7 @@ One Redis hash per cache key, ``cp:{K}`` (the hash tag ``{K}`` pins it to one Cl
 ``HGETALL`` and every change to a key is one script. Each variant ``<id>`` (a short hash of ``Entry.variant``,
 RFC 9111 §4.1) has these fields:
 
-    v:<id>   the entry in the versioned codec (proxy.cache.codec)
+    v:<id>   the entry in the versioned codec (proxy.storage.codec)
     m:<id>   "<expires-ms> <seq>": its own expiry (wall clock of the writers) and write order
     p:<id>   its URL path and query, for purge by prefix
     t:<id>   its tags, joined by U+001F (absent when it has none)
@@ -16,21 +16,35 @@ pipelined ``HGET`` before running a script). The key's own ``PEXPIRE`` is the la
 next script that touches the key. Per tag, a set ``cp:tag:{tag}`` lists the cache keys that had a variant with it.
 It lives in its own slot, so it is written beside the entry script, not inside it. In the same way, per URL key, a
 set ``cp:grp:{url key}`` lists the suffixed keys of its group (``storage.base.GROUP_SEP``: keys that include request
-headers or cookies), so that deleting the URL reaches them all.
+headers or cookies), so that deleting the URL reaches them all. A fetch's cross-process lease is ``cp:{K}:lease``
+(same slot as the entry). Every name under ``cp:`` is spelled in this module only.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-PREFIX = "cp:"
-SCAN_PATTERN = "cp:{*"
+_ENTRY_PREFIX = "cp:{"
+SCAN_PATTERN = _ENTRY_PREFIX + "*"
 TAG_SEP = "\x1f"
 PATH_SEP = "\n"
+LEASE_DONE_CHANNEL = "cp:lease-done"  # a lease holder announces a key done (``proxy.storage.lease``)
+INVALIDATION_CHANNEL = "cp:inval"  # two-tier L1 invalidations (``proxy.storage.tiered``)
 
 
 def entry_key(key: str) -> str:
-    return f"cp:{{{key}}}"
+    """The hash of cache key ``key``: ``cp:{K}``, the hash tag pinning it to one Cluster slot."""
+    return f"{_ENTRY_PREFIX}{key}}}"
+
+
+def entry_key_bytes(key: bytes) -> bytes:
+    """``entry_key`` for a key read back from Redis as bytes (a tag set's member)."""
+    return _ENTRY_PREFIX.encode() + key + b"}"
+
+
+def lease_key(key: str) -> str:
+    """The cross-process single-flight lease of ``key``, in the entry's slot."""
+    return f"{entry_key(key)}:lease"
 
 
 def tag_key(tag: str) -> str:

@@ -22,6 +22,7 @@ import secrets
 
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.messages import Entry
+from proxy.storage import redis_layout as layout
 from proxy.storage.base import GROUP_SEP, StoreStats
 from proxy.storage.eviction import DEFAULT_POLICY
 from proxy.storage.lease import RedisLease
@@ -29,7 +30,7 @@ from proxy.storage.memory import EvictionStats, MemoryStorage
 from proxy.storage.redis import RedisStorage
 from proxy.storage.redis_pubsub import Subscriber, publish
 
-CHANNEL = "cp:inval"
+CHANNEL = layout.INVALIDATION_CHANNEL
 log = logging.getLogger("cacheproxy.storage")
 
 

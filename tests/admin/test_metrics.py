@@ -141,7 +141,7 @@ class ErringStore(DegradedStore):
 
 async def test_metrics_store_errors_from_error_counts(proxy: RunningProxy) -> None:
     store = ErringStore()
-    proxy.app.runtime.stores["redis"] = store
+    proxy.app.runtime.set_store("redis", store)
     _, first = await scrape(proxy)
     store.counts["get"] = 5
     _, second = await scrape(proxy)

@@ -160,7 +160,7 @@ class FailingStore(DegradedStore):
 
 
 async def test_purge_store_failure_503(proxy: RunningProxy) -> None:
-    proxy.app.runtime.stores["redis"] = FailingStore()
+    proxy.app.runtime.set_store("redis", FailingStore())
     response = await proxy.client.post("/_cacheproxy/purge", json={"tag": "x"})
     assert response.status_code == 503
     assert "store unavailable" in response.json()["error"]

@@ -136,7 +136,7 @@ async def test_single_flight_10000_waiting_followers_cost_little_memory() -> Non
     await asyncio.sleep(0)
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    coalescer.land(flight, NotShared(Reason.PRIVATE))
+    coalescer.finish(flight, NotShared(Reason.PRIVATE))
     outcomes = await asyncio.gather(*tasks)
     assert all(o == NotShared(Reason.PRIVATE) for o in outcomes)
     assert used < 40 * 1024 * 1024, f"{used / 1e6:.1f} MB for 10,000 waiting followers"

@@ -250,9 +250,9 @@ def test_make_policy_refuses_an_unknown_name_with_a_suggestion() -> None:
 
 
 def test_setting_eviction_defaults_to_s3fifo_and_reaches_the_memory_store() -> None:
-    from proxy.app import open_stores
     from proxy.clock import FakeClock
     from proxy.config import Settings
+    from proxy.runtime import open_stores
     from proxy.storage.memory import MemoryStorage
 
     assert Settings(upstream="http://127.0.0.1:9").eviction == "s3fifo"

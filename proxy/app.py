@@ -23,7 +23,8 @@ from proxy.cache.coalesce import Lease
 from proxy.cache.service import CacheService
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.config import Settings
-from proxy.endpoint import ProxyEndpoint, Receive, Scope, Send
+from proxy.endpoint import ProxyEndpoint, Receive, Scope, Send, refuse
+from proxy.head import SCOPE_KEY, Refusal, parse_head
 from proxy.rules.reload import RulesHolder
 from proxy.storage.base import Storage
 from proxy.storage.memory import MemoryStorage
@@ -83,20 +84,27 @@ class ProxyApp:
         )
         self.runtime = Runtime(settings, clock, holder, upstream, stores, default, service)
         self.runtime.observer = build_observer(self.runtime)
-        self.endpoint = ProxyEndpoint(service, clock, self.runtime.observer)
+        self.trusted = settings.trusted
+        self.endpoint = ProxyEndpoint(service, clock, self.runtime.observer, self.trusted)
         self.prefix = settings.admin_prefix
         self.admin: Starlette = build_admin(self.runtime, self._lifespan)
         self.purge_method = build_purge_method(self.runtime) if settings.allow_purge_method else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            request = parse_head(scope, self.trusted)  # the one parse of the head (proxy.head)
+            if isinstance(request, Refusal):
+                await refuse(request, send)
+                return
             path: str = scope["path"]
             if path.startswith(self.prefix) and (len(path) == len(self.prefix) or path[len(self.prefix)] == "/"):
+                scope[SCOPE_KEY] = request
                 await self.admin(scope, receive, send)
             elif self.purge_method is not None and scope["method"] == "PURGE":
+                scope[SCOPE_KEY] = request
                 await self.purge_method(scope, receive, send)
             else:
-                await self.endpoint(scope, receive, send)
+                await self.endpoint.handle(request, receive, send)
         elif scope["type"] == "lifespan":
             await self.admin(scope, receive, send)
         # websockets are not proxied: uvicorn answers 403 when the app does not accept

@@ -40,6 +40,18 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--log-format", choices=("text", "json"), default=_env("log_format", "text"))
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
+    p.add_argument(
+        "--trusted-proxies",
+        default=_env("trusted_proxies", "127.0.0.1,::1"),
+        help="peers whose X-Forwarded-For/-Proto and Forwarded are believed, and who counts as local for the admin "
+        "surface: addresses or CIDRs, comma-separated, or none (default 127.0.0.1,::1; CACHEPROXY_TRUSTED_PROXIES)",
+    )
+    p.add_argument(
+        "--admin-hosts",
+        default=_env("admin_hosts", ""),
+        help="Host names the admin pages answer besides localhost, 127.0.0.1 and ::1, comma-separated "
+        "(against DNS rebinding; CACHEPROXY_ADMIN_HOSTS)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -62,6 +74,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         allow_purge_method=args.allow_purge_method,
         log_format=args.log_format,
         access_log=not args.no_access_log,
+        trusted_proxies=args.trusted_proxies,
+        admin_hosts=args.admin_hosts,
     )
 
 

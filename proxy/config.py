@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from proxy.errors import ConfigError
 from proxy.rules.model import parse_size as rules_size
+from proxy.trust import DEFAULT_TRUSTED, TrustedProxies
 
 
 def parse_size(text: str) -> int:
@@ -44,6 +46,8 @@ class Settings:
     allow_purge_method: bool = False
     log_format: str = "text"
     access_log: bool = True
+    trusted_proxies: str = DEFAULT_TRUSTED  # whose forwarding headers are believed, and who is local (proxy.trust)
+    admin_hosts: str = ""  # Host names the admin pages answer besides the loopback ones (against DNS rebinding)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.upstream)
@@ -62,6 +66,15 @@ class Settings:
             raise ConfigError("--log-format must be text or json")
         if not self.admin_prefix.startswith("/") or self.admin_prefix.endswith("/"):
             raise ConfigError("--admin-prefix must start with / and not end with /")
+        try:
+            TrustedProxies.parse(self.trusted_proxies)
+        except ValueError as error:
+            raise ConfigError(f"--trusted-proxies: {error} (use e.g. 127.0.0.1,::1,10.0.0.0/8, or none)") from error
+
+    @cached_property
+    def trusted(self) -> TrustedProxies:
+        """The parsed ``--trusted-proxies``."""
+        return TrustedProxies.parse(self.trusted_proxies)
 
     def to_env(self) -> dict[str, str]:
         """The environment that makes ``from_env`` rebuild these settings (for worker processes)."""

@@ -225,7 +225,10 @@ class RequestHead:
     """What the proxy knows about a request before its body.
 
     ``path`` is the raw path as the client sent it (percent-encoding kept byte for byte, latin-1 decoded);
-    ``query`` is the raw query string without ``?``; ``host`` is the Host the client asked for.
+    ``query`` is the raw query string without ``?``; ``host`` is the Host the client asked for. All three come from one
+    parse at the edge (``proxy.head``), which also checked the target form and that there is exactly one Host.
+    ``client`` is the client's address as the trusted forwarding chain gives it (``proxy.trust``), ``peer`` the
+    address of the socket, and ``forwarded_for`` the chain a trusted peer forwarded (empty from an untrusted one).
     """
 
     method: str
@@ -235,6 +238,8 @@ class RequestHead:
     query: str = ""
     headers: Headers = field(default_factory=Headers)
     client: str | None = None
+    peer: str | None = None
+    forwarded_for: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:

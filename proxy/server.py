@@ -9,6 +9,7 @@ import uvicorn
 
 from proxy.config import Settings
 from proxy.endpoint import QuietBrokenStreams
+from proxy.rawtarget import RawTargetProtocol
 
 
 def configure_logging(settings: Settings) -> None:
@@ -24,10 +25,11 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=RawTargetProtocol,  # httptools, keeping the raw request-target for the edge's parse (proxy.head)
         lifespan="on",
         access_log=False,  # the proxy writes its own access log line, with the cache outcome
         log_config=None,
+        proxy_headers=False,  # the edge resolves the forwarding chain itself, from --trusted-proxies (proxy.trust)
         server_header=False,
         date_header=False,  # the origin's Date passes through; a stored response keeps its own Date
         timeout_graceful_shutdown=30,

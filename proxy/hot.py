@@ -1,22 +1,27 @@
-"""The hit fast path: a plain request for a fresh entry, answered straight from the ASGI scope.
+"""The hit fast path, at the edge: a plain request for a fresh entry, answered from the parsed request head.
 
 Most traffic to a cache is the same few URLs asked again by clients that send no caching fields. For those the
-general path (decode every header, match the rules, hash the key, ``decide``, build an ``Answer``) repeats work whose
-result cannot change between two such requests. Here:
+general path (match the rules, hash the key, ``decide``, build an ``Answer``) repeats work whose result cannot change
+between two such requests. Here, reading only the ``RequestHead`` the edge parsed once (``proxy.head``):
 
-- the request qualifies only if it is a GET or HEAD whose raw header names include none of ``BLOCKERS`` (caching
-  directives, credentials, conditionals, a body, the debug switch): then no request-side rule of RFC 9111 applies;
-- ``(method, scheme, host, raw path, query)`` maps to the matched route and the cache key, memoised until the rules
+- the request qualifies only if it is a GET or HEAD carrying none of ``BLOCKERS`` (caching directives, credentials,
+  conditionals, a body, the debug switch): then no request-side rule of RFC 9111 applies;
+- ``(method, scheme, host, path, query)`` maps to the matched route and the cache key, memoised until the rules
   change (only routes whose key has no request headers or cookies: otherwise the key depends on more than the URL);
 - ``rfc.reuse.plain_hit_age`` gives the same verdict ``decide`` would, for such a request;
 - the entry's serving headers were prepared when it was stored (``Entry.wire_headers``).
 
 Anything else, a miss included, returns a ``Lookup`` that hands what was already done to the general path.
+
+Memory: every memo here is bounded. The prepared messages of a hit hold the entry's body, so they are dropped as soon
+as the memory store removes the entry (``MemoryStorage.watch_removals``) and, for stores that cannot say so, bounded
+in bytes: nothing memoised here outlives the store's copy of an entry by more than ``PREPARED_BYTES``.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, NamedTuple
 
@@ -32,20 +37,22 @@ from proxy.storage.memory import MemoryStorage
 
 BLOCKERS = frozenset(
     {
-        b"cache-control",
-        b"pragma",
-        b"authorization",
-        b"if-none-match",
-        b"if-modified-since",
-        b"if-match",
-        b"if-unmodified-since",
-        b"if-range",
-        b"cache-debug",
-        b"content-length",
-        b"transfer-encoding",
+        "cache-control",
+        "pragma",
+        "authorization",
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "if-range",
+        "cache-debug",
+        "content-length",
+        "transfer-encoding",
     }
 )
-MEMO_LIMIT = 10_000
+MEMO_LIMIT = 10_000  # route-and-key memo and status lines: entries
+PREPARED_LIMIT = 1_024  # prepared hit messages: entries
+PREPARED_BYTES = 8 * 1024 * 1024  # prepared hit messages: body bytes
 
 
 class Hit(NamedTuple):
@@ -60,30 +67,42 @@ Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 
 
+class Prepared(NamedTuple):
+    entry: Entry
+    seconds: int
+    ttl: int
+    head_only: bool
+    start: Message
+    body: Message
+
+
 class HotPath:
-    def __init__(
-        self, service: CacheService, clock: Clock, to_request: Callable[[MutableMapping[str, Any]], RequestHead]
-    ) -> None:
+    def __init__(self, service: CacheService, clock: Clock) -> None:
         self.service = service
         self.clock = clock
-        self.to_request = to_request  # the edge's scope conversion, for the first request of each URL
         self._rules: Rules | None = None
-        self._keys: dict[tuple[str, str, bytes, bytes, bytes], tuple[Route, str, Storage] | None] = {}
+        self._keys: dict[tuple[str, str, str, str, str], tuple[Route, str, Storage] | None] = {}
         self._status_lines: dict[int, bytes] = {}
-        self._prepared: dict[str, tuple[Entry, int, int, bool, Message, Message]] = {}
+        self._prepared: OrderedDict[str, Prepared] = OrderedDict()
+        self._prepared_bytes = 0
+        for store in {id(s): s for s in service.stores.values()}.values():
+            if isinstance(store, MemoryStorage):
+                store.watch_removals(self.forget)
 
-    async def serve(self, scope: MutableMapping[str, Any], send: Send) -> Hit | Lookup | None:
+    def forget(self, key: str) -> None:
+        """The store removed (evicted, purged, replaced, expired) an entry of ``key``: drop what refers to it."""
+        found = self._prepared.pop(key, None)
+        if found is not None:
+            self._prepared_bytes -= len(found.entry.body)
+
+    async def serve(self, request: RequestHead, send: Send) -> Hit | Lookup | None:
         """Send a fresh hit and say so; else a ``Lookup`` (or ``None``) for the general path to carry on with."""
-        method = scope["method"]
+        method = request.method
         if method != "GET" and method != "HEAD":
             return None
-        host = b""
-        for name, value in scope["headers"]:
-            if name in BLOCKERS:
-                return None
-            if name == b"host":
-                host = value
-        found = self._route_and_key(scope, host)
+        if not BLOCKERS.isdisjoint(request.headers.names()):
+            return None
+        found = self._route_and_key(request)
         if found is None:
             return None
         route, key, store = found
@@ -110,29 +129,33 @@ class HotPath:
         seconds = int(age)
         ttl = math.floor(entry.freshness - age)
         found = self._prepared.get(key)
-        if found is not None and found[0] is entry and found[1:4] == (seconds, ttl, head_only):
-            return found[4], found[5]
+        if found is not None and found.entry is entry and found[1:4] == (seconds, ttl, head_only):
+            return found.start, found.body
         age_field = (b"age", age_header_value(seconds).encode())
         headers = [*entry.wire_headers, age_field, (b"cache-status", self._hit_line(ttl))]
         start: Message = {"type": "http.response.start", "status": entry.head.status, "headers": headers}
         body: Message = {"type": "http.response.body", "body": b"" if head_only else entry.body}
-        if len(self._prepared) >= MEMO_LIMIT:
-            self._prepared.clear()
-        self._prepared[key] = (entry, seconds, ttl, head_only, start, body)
+        self.forget(key)
+        size = len(entry.body)
+        if size <= PREPARED_BYTES:
+            while self._prepared and (
+                len(self._prepared) >= PREPARED_LIMIT or self._prepared_bytes + size > PREPARED_BYTES
+            ):
+                self.forget(next(iter(self._prepared)))
+            self._prepared[key] = Prepared(entry, seconds, ttl, head_only, start, body)
+            self._prepared_bytes += size
         return start, body
 
-    def _route_and_key(self, scope: MutableMapping[str, Any], host: bytes) -> tuple[Route, str, Storage] | None:
+    def _route_and_key(self, request: RequestHead) -> tuple[Route, str, Storage] | None:
         rules = self.service.rules.current
         if rules is not self._rules:
             self._keys.clear()
             self._rules = rules
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("latin-1")
-        memo = (scope["method"], scope.get("scheme", "http"), host, raw_path, scope.get("query_string", b""))
+        memo = (request.method, request.scheme, request.host, request.path, request.query)
         try:
             return self._keys[memo]
         except KeyError:
             pass
-        request = self.to_request(scope)
         route = rules.match(request.method, request.host, request.path)
         found = None
         if not (route.bypass or route.key.headers or route.key.cookies):

@@ -111,3 +111,17 @@ def test_one_parse_host_for_key_and_x_forwarded_host(proxy: ProxyProcess, upstre
     other = proxy.send(get("/same", "b.example"))
     assert (first.body, other.body) == (b"for a.example", b"for b.example")
     assert [r.header_values("x-forwarded-host") for r in upstream.received] == [[b"a.example"], [b"b.example"]]
+
+
+def test_rfc9112_3_2_two_host_fields_refused_on_redis_with_two_workers(redis_url: str) -> None:
+    """The same with a shared store and several workers (each worker parses the head the same single way)."""
+    with (
+        recording_upstream(by_host) as upstream,
+        proxy_process(upstream.url, "--store", redis_url, "--workers", "2") as proxy,
+    ):
+        for _ in range(4):  # several connections: both workers get some
+            assert proxy.send(get("/shared", "evil.example", "Host: good.example")).status == 400
+        assert upstream.received == []
+        clean = proxy.send(get("/shared", "good.example"))
+        assert clean.body == b"for good.example"
+        assert "fwd=uri-miss" in (clean.header("cache-status") or "")

@@ -19,12 +19,15 @@ The raw target comes from the server (``proxy.rawtarget`` puts it in ``scope["ex
 from __future__ import annotations
 
 import re
+from collections.abc import MutableMapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from proxy.messages import Headers, RequestHead
 from proxy.trust import TrustedProxies
 
+Scope = MutableMapping[str, Any]
 RAW_TARGET = "cacheproxy.raw_target"  # key in scope["extensions"], set by proxy.rawtarget
 SCOPE_KEY = "cacheproxy.request"  # where the edge leaves the parsed head for the admin surface
 
@@ -42,16 +45,16 @@ class Refusal:
 
     @property
     def body(self) -> bytes:
-        return f"{self.status} Bad Request: {self.reason}\n".encode()
+        return f"{self.status} {HTTPStatus(self.status).phrase}: {self.reason}\n".encode()
 
 
-def raw_target(scope: dict[str, Any] | Any) -> bytes:
+def raw_target(scope: Scope) -> bytes:
     """The request-target as the client sent it (see the module docstring for the fallback)."""
     extensions = scope.get("extensions") or {}
     raw: bytes | None = extensions.get(RAW_TARGET)
     if raw is not None:
         return raw
-    path: bytes = scope.get("raw_path") or scope["path"].encode("latin-1")
+    path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")  # ASGI: path is decoded UTF-8
     query: bytes = scope.get("query_string", b"")
     return path + b"?" + query if query else path
 
@@ -79,7 +82,7 @@ def split_target(target: bytes, method: str, host: bytes) -> tuple[bytes, bytes]
     return path or b"/", query
 
 
-def host_of(scope: dict[str, Any] | Any) -> bytes | Refusal:
+def host_of(scope: Scope) -> bytes | Refusal:
     """The one ``Host`` value (RFC 9112 §3.2): several, an invalid one, or none from HTTP/1.1 are refused."""
     found: list[bytes] = [value for name, value in scope["headers"] if name == b"host"]
     if len(found) > 1:
@@ -95,7 +98,7 @@ def host_of(scope: dict[str, Any] | Any) -> bytes | Refusal:
     return host
 
 
-def parse_head(scope: dict[str, Any] | Any, trusted: TrustedProxies) -> RequestHead | Refusal:
+def parse_head(scope: Scope, trusted: TrustedProxies) -> RequestHead | Refusal:
     """The request head of ``scope``, parsed once (see the module docstring)."""
     method: str = scope["method"]
     host = host_of(scope)

@@ -82,26 +82,40 @@ def split_target(target: bytes, method: str, host: bytes) -> tuple[bytes, bytes]
     return path or b"/", query
 
 
+FORWARDING_FIELDS = frozenset({b"x-forwarded-for", b"forwarded", b"x-forwarded-proto"})
+
+
 def host_of(scope: Scope) -> bytes | Refusal:
     """The one ``Host`` value (RFC 9112 §3.2): several, an invalid one, or none from HTTP/1.1 are refused."""
-    found: list[bytes] = [value for name, value in scope["headers"] if name == b"host"]
+    return _host_and_forwarding(scope)[0]
+
+
+def _host_and_forwarding(scope: Scope) -> tuple[bytes | Refusal, bool]:
+    """``host_of``, and whether any forwarding field is present, in one pass over the fields."""
+    found: list[bytes] = []
+    forwarding = False
+    for name, value in scope["headers"]:
+        if name == b"host":
+            found.append(value)
+        elif name in FORWARDING_FIELDS:
+            forwarding = True
     if len(found) > 1:
-        return Refusal("more than one Host field (RFC 9112 §3.2)")
+        return Refusal("more than one Host field (RFC 9112 §3.2)"), forwarding
     if not found:
         if scope.get("http_version", "1.1") != "1.0":
-            return Refusal("no Host field (RFC 9112 §3.2)")
+            return Refusal("no Host field (RFC 9112 §3.2)"), forwarding
         server = scope.get("server") or ("localhost", None)
-        return (server[0] if server[1] is None else f"{server[0]}:{server[1]}").encode("latin-1")
+        return (server[0] if server[1] is None else f"{server[0]}:{server[1]}").encode("latin-1"), forwarding
     host = found[0].strip()
     if _HOST.fullmatch(host) is None:
-        return Refusal("invalid Host field value (RFC 9110 §7.2)")
-    return host
+        return Refusal("invalid Host field value (RFC 9110 §7.2)"), forwarding
+    return host, forwarding
 
 
 def parse_head(scope: Scope, trusted: TrustedProxies) -> RequestHead | Refusal:
     """The request head of ``scope``, parsed once (see the module docstring)."""
     method: str = scope["method"]
-    host = host_of(scope)
+    host, forwarding = _host_and_forwarding(scope)
     if isinstance(host, Refusal):
         return host
     target = split_target(raw_target(scope), method, host)
@@ -110,15 +124,15 @@ def parse_head(scope: Scope, trusted: TrustedProxies) -> RequestHead | Refusal:
     headers = Headers.from_raw(scope["headers"])
     client = scope.get("client")
     peer: str | None = client[0] if client else None
-    resolved = trusted.resolve(peer, headers)
+    resolved = trusted.resolve(peer, headers) if forwarding else None  # nothing to resolve without the fields
     return RequestHead(
         method=method,
-        scheme=resolved.scheme or scope.get("scheme", "http"),
+        scheme=(resolved and resolved.scheme) or scope.get("scheme", "http"),
         host=host.decode("latin-1"),
         path=target[0].decode("latin-1"),
         query=target[1].decode("latin-1"),
         headers=headers,
-        client=resolved.client,
+        client=resolved.client if resolved else peer,
         peer=peer,
-        forwarded_for=resolved.chain,
+        forwarded_for=resolved.chain if resolved else (),
     )

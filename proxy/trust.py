@@ -21,6 +21,7 @@ from proxy.messages import Headers
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 DEFAULT_TRUSTED = "127.0.0.1,::1"
+VERDICTS_LIMIT = 4096  # remembered trust verdicts per address text (peers repeat: load balancers, sidecars)
 
 
 def parse_address(text: str | None) -> Address | None:
@@ -65,6 +66,7 @@ class TrustedProxies:
 
     def __init__(self, networks: tuple[Network, ...]) -> None:
         self.networks = networks
+        self._verdicts: dict[str, bool] = {}
 
     @classmethod
     def parse(cls, text: str) -> TrustedProxies:
@@ -81,21 +83,37 @@ class TrustedProxies:
         return cls(tuple(networks))
 
     def trusts(self, host: str | None) -> bool:
-        address = parse_address(host)
-        return address is not None and any(address in network for network in self.networks)
+        """Whether ``host`` (an address text) is in the setting; verdicts are memoised (parsing an address is slow)."""
+        if not host:
+            return False
+        verdict = self._verdicts.get(host)
+        if verdict is None:
+            address = parse_address(host)
+            verdict = address is not None and any(address in network for network in self.networks)
+            if len(self._verdicts) >= VERDICTS_LIMIT:
+                self._verdicts.clear()
+            self._verdicts[host] = verdict
+        return verdict
 
     def resolve(self, peer: str | None, headers: Headers) -> Resolved:
         """Walk the forwarding chain from the right while each hop is trusted (see the module docstring)."""
         if not self.trusts(peer):
             return Resolved(peer)
-        chain = headers.get_list("x-forwarded-for") or _forwarded_for(headers)
+        if "x-forwarded-for" in headers:
+            chain = headers.get_list("x-forwarded-for")
+        elif "forwarded" in headers:
+            chain = _forwarded_for(headers)
+        else:
+            chain = []
         client = peer
         for hop in reversed(chain):
             client = hop
             if not self.trusts(hop):
                 break
-        proto = headers.get_list("x-forwarded-proto")
-        scheme = proto[-1].lower() if proto and proto[-1].lower() in ("http", "https") else None
+        scheme = None
+        if "x-forwarded-proto" in headers:
+            proto = headers.get_list("x-forwarded-proto")
+            scheme = proto[-1].lower() if proto and proto[-1].lower() in ("http", "https") else None
         return Resolved(client, tuple(chain), scheme)
 
 

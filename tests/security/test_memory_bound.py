@@ -1,9 +1,9 @@
 """Issue 9 §3: the proxy's memory is bounded by its budget, whatever it is asked for.
 
 A real proxy process with ``--memory-budget 8MiB`` in front of a real origin; 1,000 distinct 256 KiB objects, each
-fetched twice (250 MiB through a store that holds 8). Its resident set, read from ``/proc/<pid>/status``, must stay
-within budget x 1.2 + 60 MiB: a memory bound, not a timing. Before the fix the hit path's prepared-response memo kept
-every evicted entry alive and this process grew past 250 MiB.
+fetched twice in a row, a miss then a hit (250 MiB through a store that holds 8). Its resident set, read from
+``/proc/<pid>/status``, must stay within budget x 1.2 + 60 MiB: a memory bound, not a timing. Before the fix the hit
+path's prepared-response memo kept every evicted entry alive and this process grew to 361 MiB.
 """
 
 from __future__ import annotations
@@ -22,4 +22,5 @@ def test_issue9_3_rss_bounded_by_memory_budget() -> None:
     figures = f"RSS {result.rss / MiB:.1f} MiB, peak {result.peak / MiB:.1f} MiB, limit {result.limit / MiB:.1f} MiB"
     assert result.stored_bytes <= result.budget
     assert result.stored_entries < result.count  # the store did evict: the bound is tested, not avoided
+    assert result.hits == result.count  # and the hit path (whose memo kept evicted entries) served each one
     assert result.rss <= result.limit, figures

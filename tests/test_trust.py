@@ -59,3 +59,16 @@ def test_trusted_proxies_setting() -> None:
 def test_parse_address(text: str | None, expected: str | None) -> None:
     found = parse_address(text)
     assert (str(found) if found is not None else None) == expected
+
+
+def test_trusted_proxies_flag_and_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    from proxy.cli import main
+    from proxy.config import Settings
+
+    assert main(["serve", "--upstream", "http://127.0.0.1:9", "--trusted-proxies", "localhost"]) == 2
+    assert "--trusted-proxies: not an IP address or CIDR: 'localhost'" in capsys.readouterr().err
+    settings = Settings(upstream="http://127.0.0.1:9", trusted_proxies="10.0.0.0/8", admin_hosts="cache.internal")
+    again = Settings.from_env(settings.to_env())  # how --workers N hands them to each worker
+    assert (again.trusted_proxies, again.admin_hosts) == ("10.0.0.0/8", "cache.internal")
+    assert again.trusted.trusts("10.2.3.4") and not again.trusted.trusts("127.0.0.1")
+    assert Settings(upstream="http://127.0.0.1:9").trusted.trusts("::1")

@@ -85,13 +85,10 @@ def split_target(target: bytes, method: str, host: bytes) -> tuple[bytes, bytes]
 FORWARDING_FIELDS = frozenset({b"x-forwarded-for", b"forwarded", b"x-forwarded-proto"})
 
 
-def host_of(scope: Scope) -> bytes | Refusal:
-    """The one ``Host`` value (RFC 9112 §3.2): several, an invalid one, or none from HTTP/1.1 are refused."""
-    return _host_and_forwarding(scope)[0]
-
-
-def _host_and_forwarding(scope: Scope) -> tuple[bytes | Refusal, bool]:
-    """``host_of``, and whether any forwarding field is present, in one pass over the fields."""
+def host_and_forwarding(scope: Scope) -> tuple[bytes | Refusal, bool]:
+    """The one ``Host`` value (RFC 9112 §3.2: several, an invalid one, or none from HTTP/1.1 are refused), and
+    whether any forwarding field is present (else there is no chain to resolve), in one pass over the fields.
+    """
     found: list[bytes] = []
     forwarding = False
     for name, value in scope["headers"]:
@@ -115,7 +112,7 @@ def _host_and_forwarding(scope: Scope) -> tuple[bytes | Refusal, bool]:
 def parse_head(scope: Scope, trusted: TrustedProxies) -> RequestHead | Refusal:
     """The request head of ``scope``, parsed once (see the module docstring)."""
     method: str = scope["method"]
-    host, forwarding = _host_and_forwarding(scope)
+    host, forwarding = host_and_forwarding(scope)
     if isinstance(host, Refusal):
         return host
     target = split_target(raw_target(scope), method, host)

@@ -50,7 +50,7 @@ BLOCKERS = frozenset(
         "transfer-encoding",
     }
 )
-MEMO_LIMIT = 10_000  # route-and-key memo and status lines: entries
+MEMO_LIMIT = 4_096  # route-and-key memo and status lines: entries (about 450 bytes each)
 PREPARED_LIMIT = 1_024  # prepared hit messages: entries
 PREPARED_BYTES = 8 * 1024 * 1024  # prepared hit messages: body bytes
 

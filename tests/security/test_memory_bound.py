@@ -24,3 +24,14 @@ def test_issue9_3_rss_bounded_by_memory_budget() -> None:
     assert result.stored_entries < result.count  # the store did evict: the bound is tested, not avoided
     assert result.hits == result.count  # and the hit path (whose memo kept evicted entries) served each one
     assert result.rss <= result.limit, figures
+
+
+def test_issue9_3_rss_bounded_for_small_objects() -> None:
+    """Many small entries: what an entry really occupies is charged (``Entry.size``), and the hit path's memos are
+    bounded, so 5,000 objects of 16 bytes through a 2 MiB store stay within the bound too (80 MiB before).
+    """
+    result = measure(count=5000, size=16, budget=2 * MiB)
+    figures = f"RSS {result.rss / MiB:.1f} MiB, peak {result.peak / MiB:.1f} MiB, limit {result.limit / MiB:.1f} MiB"
+    assert result.stored_entries < result.count
+    assert result.hits == result.count
+    assert result.rss <= result.limit, figures

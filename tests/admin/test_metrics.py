@@ -98,9 +98,9 @@ async def test_metrics_upstream_failure_counted_as_error(proxy: RunningProxy, or
 
 
 async def test_metrics_evictions_from_store_stats(origin: RunningOrigin) -> None:
-    origin.set("/big/1", headers=CACHEABLE, body="x" * 3000)
-    origin.set("/big/2", headers=CACHEABLE, body="y" * 3000)
-    async with run_proxy(origin.url, memory_budget=5000) as proxy:
+    origin.set("/big/1", headers=CACHEABLE, body="x" * 10000)
+    origin.set("/big/2", headers=CACHEABLE, body="y" * 10000)
+    async with run_proxy(origin.url, memory_budget=20000) as proxy:  # one fits (Entry.size: body + ~5 KB), not two
         await proxy.client.get("/big/1")
         await proxy.client.get("/big/2")
         _, samples = await scrape(proxy)

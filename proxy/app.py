@@ -25,6 +25,7 @@ from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.config import Settings
 from proxy.endpoint import ProxyEndpoint, Receive, Scope, Send, refuse
 from proxy.head import SCOPE_KEY, Refusal, parse_head
+from proxy.limits import WEBSOCKET_REASON
 from proxy.rules.reload import RulesHolder
 from proxy.storage.base import Storage
 from proxy.storage.memory import MemoryStorage
@@ -54,25 +55,33 @@ class Runtime:
 
 def open_stores(settings: Settings, clock: Clock) -> tuple[dict[str, Storage], str]:
     """The stores routes can pick by name: always ``memory``, plus ``redis`` when ``--store`` names one."""
-    stores: dict[str, Storage] = {"memory": MemoryStorage(settings.memory_budget, clock=clock)}
+    stores: dict[str, Storage] = {
+        "memory": MemoryStorage(settings.memory_budget, clock=clock, eviction=settings.eviction)
+    }
     if settings.store == "memory":
         return stores, "memory"
     from proxy.storage.factory import open_store
 
     stores["redis"] = open_store(
-        settings.store, memory_budget=settings.memory_budget, l1_budget=settings.l1_budget or None, clock=clock
+        settings.store,
+        memory_budget=settings.memory_budget,
+        l1_budget=settings.l1_budget or None,
+        clock=clock,
+        eviction=settings.eviction,
     )
     return stores, "redis"
 
 
 class ProxyApp:
     def __init__(self, settings: Settings, *, clock: Clock = SYSTEM_CLOCK, rules: RulesHolder | None = None) -> None:
-        holder = rules or RulesHolder(settings.rules)
+        holder = rules or RulesHolder(settings.rules, stores=settings.store_names)
         upstream = Upstream(
             UpstreamConfig(
                 settings.upstream,
                 connect_timeout=settings.connect_timeout,
                 read_timeout=settings.read_timeout,
+                pool_size=settings.upstream_pool_size,
+                pool_timeout=settings.upstream_pool_timeout,
                 preserve_host=settings.preserve_host,
             ),
             clock,
@@ -84,6 +93,7 @@ class ProxyApp:
         )
         self.runtime = Runtime(settings, clock, holder, upstream, stores, default, service)
         self.runtime.observer = build_observer(self.runtime)
+        upstream.on_busy = self.runtime.observer.metrics.upstream_pool_exhausted.inc
         self.trusted = settings.trusted
         self.endpoint = ProxyEndpoint(service, clock, self.runtime.observer, self.trusted)
         self.prefix = settings.admin_prefix
@@ -107,7 +117,8 @@ class ProxyApp:
                 await self.endpoint.handle(request, receive, send)
         elif scope["type"] == "lifespan":
             await self.admin(scope, receive, send)
-        # websockets are not proxied: uvicorn answers 403 when the app does not accept
+        elif scope["type"] == "websocket":
+            await refuse_websocket(scope, receive, send)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Any) -> AsyncIterator[None]:
@@ -132,6 +143,21 @@ class ProxyApp:
             await rt.upstream.close()
             for store in rt.stores.values():
                 await store.close()
+
+
+async def refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    """WebSocket is not proxied (issue 9 §7). ``cacheproxy serve`` answers an upgrade request 501 before the app (see
+    ``proxy.limits``); under another server the handshake reaches the app as a ``websocket`` scope, answered 501 where
+    the server offers the ASGI ``websocket.http.response`` extension, else refused (the server answers 403)."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008, "reason": WEBSOCKET_REASON})
+        return
+    body = f"501 Not Implemented: {WEBSOCKET_REASON}\n".encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "websocket.http.response.start", "status": 501, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 def _lease_for(store: Storage) -> Lease | None:

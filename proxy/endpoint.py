@@ -137,7 +137,7 @@ class ProxyEndpoint:
         answer = await self.service.handle(request, body, hot)
         headers = answer.headers
         if request.headers.get("cache-debug") == "1" and self.trusted.trusts(request.client):
-            headers = [*headers, *self._debug_headers(answer)]
+            headers = [*headers, *self._debug_headers(answer), *self._key_parts_header(request, answer)]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         if answer.stream is None:
             await send({"type": "http.response.body", "body": answer.body})
@@ -155,6 +155,21 @@ class ProxyEndpoint:
         if "key" in answer.extra:
             pairs.append((b"cache-key", answer.extra["key"].encode("latin-1")))
         return pairs
+
+    def _key_parts_header(self, request: RequestHead, answer: Answer) -> list[tuple[bytes, bytes]]:
+        """``Cache-Key-Parts``: what the opaque ``Cache-Key`` hashes, readable (``method="GET"; host="a"; ...``).
+
+        Shown only when the parts hash to the answer's key (rules reloaded mid-request would show another route's).
+        """
+        import json  # here, not at the top: this debug-only hunk stays separate from the request parsing above
+
+        from proxy.cache.keys import key_parts, primary_key
+
+        route = self.service.rules.current.match(request.method, request.host, request.path)
+        if "key" not in answer.extra or primary_key(request, route) != answer.extra["key"]:
+            return []
+        text = "; ".join(f"{name}={json.dumps(value)}" for name, value in key_parts(request, route))
+        return [(b"cache-key-parts", text.encode("latin-1"))]
 
     async def _pump(self, answer: Answer, receive: Receive, send: Send) -> int:
         """Send a streamed body; stop and release the upstream as soon as the client disconnects."""

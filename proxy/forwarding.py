@@ -3,15 +3,34 @@
 Both are pure functions of the configured upstream and our parsed ``RequestHead``; whatever HTTP client implements the
 origin port calls them, so the client can be swapped without touching what is sent. The upstream authority comes from
 configuration only: request bytes never choose it.
+
+Which request fields the upstream may see is decided once, by ``as_forwarded``, before the cache layer reads the
+request: the cache key, the Vary snapshot of a stored response, reuse decisions and the upstream request all read
+the same fields, so a field the upstream never saw cannot select or key a stored response.
 """
 
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from urllib.parse import unquote, urlsplit
 
 from proxy.messages import VIA, Headers, RequestHead
 from proxy.rfc.storable import HOP_BY_HOP
+
+# Fields that common origins and frameworks honour (to rewrite the path or method, or to pick the scheme or host of
+# absolute links) but that a cache key does not hold: an attacker who sends one gets a response stored under a key
+# that clean clients share. Stripped unless a route passes them (``pass_headers``), and a passed one joins the key.
+# ``Forwarded`` (RFC 7239) is stripped from every peer for now: the proxy sends its own X-Forwarded-* fields.
+UNKEYED_FIELDS: tuple[str, ...] = (
+    "X-Original-URL",
+    "X-Rewrite-URL",
+    "X-HTTP-Method-Override",
+    "X-Forwarded-Scheme",
+    "X-Host",
+    "Forwarded",
+)
+_UNKEYED = frozenset(name.lower() for name in UNKEYED_FIELDS)
 
 # Request-side only: credentials meant for this proxy (RFC 9110 §11.7.2), never for the origin.
 # Never forwarded as received: Proxy-Authorization is for this hop; Host is the upstream's (set by the client) unless
@@ -31,6 +50,19 @@ def wire(text: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return text
+
+
+def as_forwarded(request: RequestHead, passed: frozenset[str] = frozenset()) -> RequestHead:
+    """``request`` with only the fields the upstream will see: the one derivation every later step reads.
+
+    Removed: hop-by-hop fields and every field the client names in ``Connection`` (RFC 9110 §7.6.1), and the
+    unkeyed fields of ``UNKEYED_FIELDS`` except those in ``passed`` (lower-cased names, a route's ``pass_headers``).
+    The same object comes back when nothing is removed (the common case costs one set check).
+    """
+    fields = request.headers
+    drop = {*HOP_BY_HOP, *(name.lower() for name in fields.get_list("connection")), *(_UNKEYED - passed)}
+    kept = fields.without(*drop)
+    return request if kept is fields else replace(request, headers=kept)
 
 
 class Forwarding:
@@ -65,6 +97,9 @@ class Forwarding:
 
     def headers(self, request: RequestHead, *, streamed: bool) -> Headers:
         """The end-to-end request fields to send upstream (RFC 9110 §7.6.1-§7.6.3), plus X-Forwarded-*.
+
+        ``request`` is expected to come from ``as_forwarded`` already (the cache layer derives it once); hop-by-hop
+        and Connection-named fields are removed here again only so that no caller can forward them by mistake.
 
         ``Expect`` is dropped: the edge server already answered 100-continue to the client (RFC 9110 §10.1.1
         lets a proxy do so). ``Host`` is left to the client (the upstream's authority) unless ``preserve_host``.

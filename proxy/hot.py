@@ -5,7 +5,8 @@ general path (match the rules, hash the key, ``decide``, build an ``Answer``) re
 between two such requests. Here, reading only the ``RequestHead`` the edge parsed once (``proxy.head``):
 
 - the request qualifies only if it is a GET or HEAD carrying none of ``BLOCKERS`` (caching directives, credentials,
-  conditionals, a body, the debug switch): then no request-side rule of RFC 9111 applies;
+  conditionals, a range, a body, the debug switch): then no request-side rule of RFC 9111 applies, and the answer is
+  the whole stored response (a ``Range`` request gets its 206 or 416 from the general path, ``proxy.rfc.ranges``);
 - ``(method, scheme, host, path, query)`` maps to the matched route and the cache key, memoised until the rules
   change (only routes whose key has no request headers or cookies: otherwise the key depends on more than the URL);
 - ``rfc.reuse.plain_hit_age`` gives the same verdict ``decide`` would, for such a request;
@@ -45,6 +46,7 @@ BLOCKERS = frozenset(
         "if-match",
         "if-unmodified-since",
         "if-range",
+        "range",  # RFC 9110 §14: answered with 206/416 by the full path (proxy.rfc.ranges)
         "cache-debug",
         "content-length",
         "transfer-encoding",
@@ -61,6 +63,7 @@ class Hit(NamedTuple):
     route: str
     status: int
     sent: int
+    key: str = ""  # the cache key, for the access log (``cacheproxy simulate`` replays it)
 
 
 Message = MutableMapping[str, Any]
@@ -120,7 +123,7 @@ class HotPath:
         start, body = self._messages(key, entry, age, method == "HEAD")
         await send(start)
         await send(body)
-        return Hit(route.name, entry.head.status, len(body["body"]))
+        return Hit(route.name, entry.head.status, len(body["body"]), key)
 
     def _messages(self, key: str, entry: Entry, age: float, head_only: bool) -> tuple[Message, Message]:
         """The two ASGI messages of a hit, reused while the entry, its whole-second age and ``ttl`` stay the same

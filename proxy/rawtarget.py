@@ -20,7 +20,8 @@ from proxy.head import RAW_TARGET
 
 class RawTargetMixin:
     """Put the raw target in the scope before uvicorn builds the request from it. Combine with any
-    ``HttpToolsProtocol`` subclass: ``class Protocol(RawTargetMixin, OtherProtocol)``.
+    ``HttpToolsProtocol`` subclass: ``class Protocol(RawTargetMixin, OtherProtocol)``, or, to let the other class's
+    checks see the target as sent, just above uvicorn's class (``proxy.server.EdgeProtocol`` does so for the limits).
     """
 
     url: bytes

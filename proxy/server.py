@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from proxy.config import Settings
 from proxy.endpoint import QuietBrokenStreams
-from proxy.rawtarget import RawTargetProtocol
+from proxy.limits import LimitedHttpToolsProtocol, Limits, connection_cap
+from proxy.rawtarget import RawTargetMixin
+
+
+class EdgeProtocol(LimitedHttpToolsProtocol, RawTargetMixin, HttpToolsProtocol):
+    """The protocol ``serve`` runs: head limits (``proxy.limits``), request trailers dropped (``proxy.trailers``) and
+    the raw request-target kept for the edge's parse (``proxy.rawtarget``).
+
+    Listing ``HttpToolsProtocol`` last puts the mixin just above uvicorn's class in the MRO (EdgeProtocol,
+    LimitedHttpToolsProtocol, TrailerlessProtocol, RawTargetMixin, HttpToolsProtocol): the limits check the target the
+    client sent before the mixin gives uvicorn ``/`` for an absolute-form target without a path.
+    """
 
 
 def configure_logging(settings: Settings) -> None:
@@ -19,13 +32,27 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("uvicorn.error").addFilter(QuietBrokenStreams())
 
 
+def limits_of(settings: Settings) -> Limits:
+    return Limits(
+        max_url_bytes=settings.max_url_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        head_timeout=settings.head_timeout,
+        max_connections=connection_cap(settings.max_connections, reserved=settings.upstream_pool_size),
+    )
+
+
 def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
+    # The protocol class goes to worker processes pickled: a partial of a module-level class and a frozen value.
+    protocol = functools.partial(EdgeProtocol, limits=limits_of(settings))
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=RawTargetProtocol,  # httptools, keeping the raw request-target for the edge's parse (proxy.head)
+        http=protocol,  # type: ignore[arg-type]  # httptools: head limits, trailers dropped, raw target kept
+        ws="none",  # WebSocket is not proxied: an upgrade request is answered 501 by the protocol
+        timeout_keep_alive=settings.keepalive_timeout,  # type: ignore[arg-type]  # a float works: call_later
         lifespan="on",
         access_log=False,  # the proxy writes its own access log line, with the cache outcome
         log_config=None,

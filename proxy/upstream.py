@@ -9,11 +9,22 @@ duplicates both ways. Every aiohttp and socket error is translated to ``proxy.er
 Bodies up to ``read_limit`` are read whole (so the cache can store them); larger ones stream through. An
 :class:`UpstreamResponse` must always be released; releasing before the body was fully read closes the
 connection instead of draining it.
+
+The pool is bounded twice: aiohttp's connector holds at most ``pool_size`` connections, and a semaphore of the same
+size hands out a slot per exchange, waited for at most ``pool_timeout`` (aiohttp's ``connect`` timeout covers the
+pool wait and the TCP connect together, so it cannot tell a busy pool from an unreachable origin). Past the wait the
+request is shed with :class:`UpstreamBusy` (503), not queued behind hundreds of others.
+
+A response head aiohttp's lenient parser accepts but a client must never see is refused here as
+:class:`UpstreamProtocolError` (502): a status outside 100-599, a field name that is not a token (``Content-Length :``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import re
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -22,7 +33,7 @@ import aiohttp
 import yarl
 
 from proxy.clock import SYSTEM_CLOCK, Clock
-from proxy.errors import ConfigError, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from proxy.errors import ConfigError, UpstreamBusy, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from proxy.forwarding import Forwarding
 from proxy.messages import Headers, RequestHead, ResponseHead
 from proxy.rfc.storable import strip_hop_by_hop
@@ -30,6 +41,7 @@ from proxy.rfc.storable import strip_hop_by_hop
 MiB = 1024 * 1024
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _NO_BODY_STATUSES = frozenset({204, 304})
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.1: a field name is a token
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ class UpstreamConfig:
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     pool_size: int = 256
+    pool_timeout: float = 1.0
     preserve_host: bool = False
     read_limit: int = 8 * MiB
     keepalive_timeout: float = 4.0
@@ -70,11 +83,33 @@ def _mapped_errors(*, in_body: bool = False) -> Iterator[None]:
         raise UpstreamProtocolError(f"upstream error: {exc!r}") from exc
 
 
+def check_head(response: aiohttp.ClientResponse) -> None:
+    """Refuse a head that cannot be forwarded as it is: RFC 9110 §15 (status 100-599), §5.1 (names are tokens;
+    RFC 9112 §5.1 lets a proxy strip whitespace before the colon, but a framing field spelt two ways is how
+    parsers disagree, so the response is refused instead).
+
+    An obs-fold (RFC 9112 §5.2) has already been replaced by spaces by aiohttp's lenient parser, which is the other
+    choice that section allows; a folded framing field is refused by aiohttp itself.
+    """
+    if not 100 <= response.status <= 599:
+        raise UpstreamProtocolError(f"upstream sent status {response.status}, outside 100-599")
+    for name, _value in response.raw_headers:
+        if _TOKEN.fullmatch(name) is None:
+            raise UpstreamProtocolError(f"upstream sent a malformed field name {name[:40]!r}")
+
+
 class UpstreamResponse:
     """The origin's answer: a head with hop-by-hop fields removed, and a body read whole or streamed."""
 
-    def __init__(self, response: aiohttp.ClientResponse, elapsed: float) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, elapsed: float, free: Callable[[], None] | None = None
+    ) -> None:
         self._response = response
+        # Gives the pool slot back once the connection is back in aiohttp's pool or closed; also if this response is
+        # dropped unreleased (aiohttp then closes the connection when collected), so a slot can never leak for good.
+        self._free = weakref.finalize(self, free) if free is not None else None
+        if self._free is not None:
+            self._free.atexit = False  # nothing to give back once the process ends
         self.head = ResponseHead(response.status, strip_hop_by_hop(Headers.from_raw(response.raw_headers)))
         self.elapsed = elapsed
         self.body: bytes | None = None
@@ -95,6 +130,7 @@ class UpstreamResponse:
             if bodyless or (length is not None and length <= limit):
                 self.body = b"" if bodyless else await resp.read()
                 self._complete = True
+                self._free_slot()  # read whole: aiohttp has the connection back
                 return
             if length is not None:
                 return
@@ -104,6 +140,7 @@ class UpstreamResponse:
                 if not chunk:
                     self.body = bytes(buffered)
                     self._complete = True
+                    self._free_slot()
                     return
                 buffered += chunk
             self._prefix = bytes(buffered)
@@ -139,6 +176,11 @@ class UpstreamResponse:
             self._response.release()
         else:
             self._response.close()
+        self._free_slot()
+
+    def _free_slot(self) -> None:
+        if self._free is not None:
+            self._free()  # a finalizer runs once, whichever comes first
 
     async def __aenter__(self) -> UpstreamResponse:
         return self
@@ -161,6 +203,8 @@ class Upstream:
         self._prefix = str(base.with_query(None).with_fragment(None)).rstrip("/")
         self._forwarding = Forwarding(self._prefix, preserve_host=config.preserve_host)
         self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(config.pool_size)
+        self.on_busy: Callable[[], None] | None = None  # counts a shed request (the metrics' hook)
 
     async def start(self) -> None:
         if self._session is not None:
@@ -202,16 +246,26 @@ class Upstream:
         data = body or None
         headers = self._forwarding.headers(request, streamed=isinstance(data, AsyncIterator))
         started = self._clock.monotonic()
-        with _mapped_errors():
-            resp = await session.request(
-                request.method,
-                yarl.URL(self._forwarding.url(request), encoded=True),
-                headers=list(headers),
-                data=data,
-                allow_redirects=False,
-                compress=None,
-            )
-        response = UpstreamResponse(resp, self._clock.monotonic() - started)
+        await self._take_slot()
+        try:
+            with _mapped_errors():
+                resp = await session.request(
+                    request.method,
+                    yarl.URL(self._forwarding.url(request), encoded=True),
+                    headers=list(headers),
+                    data=data,
+                    allow_redirects=False,
+                    compress=None,
+                )
+            try:
+                check_head(resp)
+            except UpstreamProtocolError:
+                resp.close()  # the connection's framing cannot be trusted either
+                raise
+        except BaseException:
+            self._slots.release()
+            raise
+        response = UpstreamResponse(resp, self._clock.monotonic() - started, self._slots.release)
         bodyless = request.method == "HEAD" or resp.status in _NO_BODY_STATUSES or resp.status < 200
         try:
             await response._read(limit, bodyless=bodyless)
@@ -219,6 +273,20 @@ class Upstream:
             await response.release()
             raise
         return response
+
+    async def _take_slot(self) -> None:
+        """A pool slot, waited for at most ``pool_timeout``; past it :class:`UpstreamBusy` (issue 9 §7)."""
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: taken without suspending
+            return
+        try:
+            async with asyncio.timeout(self.config.pool_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            if self.on_busy is not None:
+                self.on_busy()
+            cfg = self.config
+            raise UpstreamBusy(f"all {cfg.pool_size} upstream connections busy for {cfg.pool_timeout} s") from None
 
     async def ping(self) -> bool:
         """Whether the origin answers at all (any status counts); for readiness probes."""

@@ -11,13 +11,15 @@ from proxy.clock import FakeClock
 from proxy.config import Settings
 from proxy.hot import PREPARED_BYTES, PREPARED_LIMIT, Hit, HotPath
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead
+from proxy.storage.eviction import DEFAULT_POLICY
 
 KiB = 1024
 
 
-def build(budget: int) -> tuple[HotPath, Any, FakeClock]:
+def build(budget: int, eviction: str = DEFAULT_POLICY) -> tuple[HotPath, Any, FakeClock]:
     clock = FakeClock()
-    app = ProxyApp(Settings(upstream="http://127.0.0.1:9", memory_budget=budget), clock=clock)
+    settings = Settings(upstream="http://127.0.0.1:9", memory_budget=budget, eviction=eviction)
+    app = ProxyApp(settings, clock=clock)
     return app.endpoint.hot, app.runtime.stores["memory"], clock
 
 
@@ -55,7 +57,7 @@ async def test_hit_answered_from_the_parsed_head() -> None:
 
 
 async def test_issue9_3_prepared_hit_dropped_when_the_store_evicts_the_entry() -> None:
-    hot, store, clock = build(100 * KiB)
+    hot, store, clock = build(100 * KiB, eviction="lru")  # the policy that names /first as the victim here
     key = await stored(hot, store, clock, "/first", 60 * KiB)
     await serve(hot, "/first")
     assert key in hot._prepared

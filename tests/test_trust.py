@@ -61,12 +61,23 @@ def test_parse_address(text: str | None, expected: str | None) -> None:
     assert (str(found) if found is not None else None) == expected
 
 
-def test_trusted_proxies_flag_and_variable(capsys: pytest.CaptureFixture[str]) -> None:
+def test_trusted_proxies_flag_and_variable(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from proxy.cli import main
     from proxy.config import Settings
+    from proxy.errors import ConfigError
 
-    assert main(["serve", "--upstream", "http://127.0.0.1:9", "--trusted-proxies", "localhost"]) == 2
+    with pytest.raises(SystemExit) as refused:  # a bad value is an argparse error (the flag's type parses it)
+        main(["serve", "--upstream", "http://127.0.0.1:9", "--trusted-proxies", "localhost"])
+    assert refused.value.code == 2
     assert "--trusted-proxies: not an IP address or CIDR: 'localhost'" in capsys.readouterr().err
+    monkeypatch.setenv("CACHEPROXY_TRUSTED_PROXIES", "localhost")
+    with pytest.raises(SystemExit) as refused:
+        main(["serve", "--upstream", "http://127.0.0.1:9"])
+    assert refused.value.code == 2
+    assert "CACHEPROXY_TRUSTED_PROXIES='localhost': not an IP address or CIDR" in capsys.readouterr().err
+    monkeypatch.delenv("CACHEPROXY_TRUSTED_PROXIES")
+    with pytest.raises(ConfigError, match="--admin-hosts: not a host name: 'a/b'"):
+        Settings(upstream="http://127.0.0.1:9", admin_hosts="cache.internal,a/b")
     settings = Settings(upstream="http://127.0.0.1:9", trusted_proxies="10.0.0.0/8", admin_hosts="cache.internal")
     again = Settings.from_env(settings.to_env())  # how --workers N hands them to each worker
     assert (again.trusted_proxies, again.admin_hosts) == ("10.0.0.0/8", "cache.internal")

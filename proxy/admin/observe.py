@@ -94,6 +94,9 @@ class Traffic:
             "outcomes": dict(self.outcomes),
             "requests": total,
             "hit_ratio": ratio(from_cache, cacheable_total),
+            "from_cache": from_cache,
+            "cacheable": cacheable_total,
+            "bypassed": self.outcomes[CacheOutcome.BYPASS],
             "bucket_seconds": BUCKET_SECONDS,
             "series": series,
             "routes": routes,
@@ -188,7 +191,7 @@ class AdminObserver:
         """A hot-path hit: the same counts as ``request_done``."""
         self.tally.add(CacheOutcome.HIT, hit.route, duration)
         if self.access and access_log.isEnabledFor(logging.INFO):
-            answer = Answer(hit.status, [], outcome=CacheOutcome.HIT, route=hit.route)
+            answer = Answer(hit.status, [], outcome=CacheOutcome.HIT, route=hit.route, extra={"key": hit.key})
             log_request(request, answer, duration, hit.sent)
 
     def request_done(self, request: RequestHead, answer: Answer, duration: float, sent: int) -> None:
@@ -212,7 +215,12 @@ class AdminObserver:
 
 
 def log_request(request: RequestHead, answer: Answer, duration: float, sent: int) -> None:
-    """One access-log line; with ``--log-format json`` every field below is a key of the JSON object."""
+    """One access-log line; with ``--log-format json`` every field below is a key of the JSON object.
+
+    ``key``, ``size`` and ``storable`` are what ``cacheproxy simulate`` and ``cacheproxy warm --from-log`` replay:
+    the cache key (absent for bypassed requests), the response body's length, and whether the response is one the
+    cache holds (served from it, or stored on the way).
+    """
     upstream = "-" if answer.upstream_time is None else f"{answer.upstream_time:.4f}"
     access_log.info(
         "%s %s %d %s%s route=%s upstream=%s time=%.4f bytes=%d",
@@ -236,8 +244,34 @@ def log_request(request: RequestHead, answer: Answer, duration: float, sent: int
             "duration": round(duration, 6),
             "bytes": sent,
             "client": request.client,
+            "key": answer.extra.get("key"),
+            "size": body_size(answer, sent),
+            "storable": is_storable(answer),
         },
     )
+
+
+def body_size(answer: Answer, sent: int) -> int:
+    """The response body's length: the bytes in hand, the Content-Length of a streamed one, else what was sent."""
+    if answer.body:
+        return len(answer.body)
+    if answer.stream is not None:
+        for name, value in answer.headers:
+            if name == b"content-length" and value.isdigit():
+                return int(value)
+    return sent
+
+
+def is_storable(answer: Answer) -> bool:
+    """True when the answer came from the cache or its response was stored (``stored`` in Cache-Status)."""
+    if answer.outcome in FROM_CACHE:
+        return True
+    if answer.outcome is not CacheOutcome.MISS:
+        return False
+    for name, value in answer.headers:
+        if name == b"cache-status":
+            return any(part.strip() == b"stored" for part in value.split(b";"))
+    return False
 
 
 def build_observer(runtime: Runtime) -> AdminObserver:

@@ -27,6 +27,7 @@ from proxy.admin.observe import AdminObserver
 from proxy.admin.purge import MAX_BODY, PurgeRequestError, distinct_stores, parse_purge, purge
 from proxy.errors import StorageError
 from proxy.storage.base import Storage
+from proxy.storage.memory import EvictionStats
 
 if TYPE_CHECKING:
     from proxy.app import Runtime
@@ -76,6 +77,13 @@ async def upstream_state(runtime: Runtime) -> str:
     return "ok" if alive else "unreachable"
 
 
+def eviction_fields(stats: EvictionStats | None) -> dict[str, Any]:
+    """The status page's policy columns of one store (nulls for a store without a memory policy)."""
+    if stats is None:
+        return {"policy": None, "evictions_by_queue": None, "ghost_hits": None}
+    return {"policy": stats.policy, "evictions_by_queue": stats.evictions, "ghost_hits": stats.ghost_hits}
+
+
 def build_admin(runtime: Runtime, lifespan: Any) -> Starlette:
     """The admin app for ``runtime``; ``lifespan`` is the proxy's (shared clients start and stop there)."""
     prefix = runtime.settings.admin_prefix
@@ -106,6 +114,7 @@ def build_admin(runtime: Runtime, lifespan: Any) -> Starlette:
         body["worker"] = os.getpid()
         body["stores"] = [
             {"name": name, "entries": s.entries, "bytes": s.bytes, "budget": s.budget, "evictions": s.evictions}
+            | eviction_fields(observer.metrics.stores.eviction.get(name))
             for name, s in found.items()
         ]
         return JSONResponse(body, headers=NO_STORE)

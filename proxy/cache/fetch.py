@@ -17,9 +17,17 @@ from proxy.errors import StorageError, UpstreamError, UpstreamTimeout
 from proxy.messages import Entry, RequestHead, ResponseHead
 from proxy.rfc.age import format_http_date
 from proxy.rfc.decisions import DontStore, Forward, Fwd, Reason, Revalidate, Serve, Store
+from proxy.rfc.partial import combine, covers, narrowed_request
 from proxy.rfc.reuse import decide
 from proxy.rfc.storable import assess, surrogate_keys
-from proxy.rfc.validation import conditional_request, merge_304, strip_conditionals, validator_matches
+from proxy.rfc.validation import (
+    conditional_request,
+    head_matches,
+    merge_304,
+    selects_stored,
+    stale_copy,
+    strip_conditionals,
+)
 from proxy.rfc.vary import vary_names, vary_snapshot
 from proxy.rules.model import Route
 from proxy.storage.base import Storage
@@ -57,6 +65,8 @@ class Exchange:
     detail: str = ""  # why it was not stored, if it was not
     fallback_ok: bool = False  # an error status that stale-if-error may stand in for
     collapsed: bool = False  # ``entry`` came from another process's fetch (cross-process single-flight)
+    times: tuple[float, float] | None = None  # request and response time of the exchange (RFC 9111 §4.2.3)
+    combined: bool = False  # ``entry`` joins the upstream 206 with a stored part: answer from it (RFC 9111 §3.4)
 
     def stream(self) -> AsyncIterator[bytes]:
         if self.response is None:
@@ -85,9 +95,10 @@ class Fetcher:
 
     async def passthrough(self, request: RequestHead, body: AsyncIterator[bytes] | None, route: Route) -> Exchange:
         """Send ``request`` as it is, for bypassed routes and unsafe methods."""
-        started = self.clock.monotonic()
+        request_time, started = self.clock.now(), self.clock.monotonic()
         response = await self.upstream.send(request, body, read_limit=route.policy.max_object_size)
-        return Exchange(response.head, response.body, response.head.status, self.clock.monotonic() - started, response)
+        elapsed, times = self.clock.monotonic() - started, (request_time, self.clock.now())
+        return Exchange(response.head, response.body, response.head.status, elapsed, response, times=times)
 
     async def exchange(
         self, job: Job, decision: Revalidate | Forward, flight: Flight | None, store_it: bool = True
@@ -140,10 +151,14 @@ class Fetcher:
         request, route = job.request, job.route
         if isinstance(decision, Revalidate):
             outgoing = conditional_request(request, decision.entry)
+            if request.method == "HEAD":
+                outgoing = replace(outgoing, method="HEAD")  # RFC 9111 §4.3.5: the client wants no content
         else:
             outgoing = strip_conditionals(request)
             if outgoing.method != "GET":
                 outgoing = replace(outgoing, method="GET")  # a HEAD miss fetches the GET to store
+            if decision.partial is not None and decision.range is not None:
+                outgoing = narrowed_request(outgoing, decision.partial, decision.range)  # RFC 9111 §3.3
         request_time = self.clock.now()
         started = self.clock.monotonic()
         response = await self.upstream.send(outgoing, job.body, read_limit=route.policy.max_object_size)
@@ -151,7 +166,7 @@ class Fetcher:
         elapsed = self.clock.monotonic() - started
         status = response.head.status
         if isinstance(decision, Revalidate) and status == 304:
-            if validator_matches(decision.entry.head, response.head):
+            if selects_stored(decision.entry.head, response.head, sole=decision.sole):
                 await response.release()
                 return await self._refreshed(
                     job, outgoing, decision.entry, response.head, flight, (request_time, response_time), elapsed
@@ -159,7 +174,16 @@ class Fetcher:
             # RFC 9111 §4.3.4: a 304 that selects nothing stored: ask again without conditions.
             await response.release()
             return await self._exchange(job, Forward(Fwd.STALE, Reason.STALE), flight, store_it)
-        exchange = Exchange(response.head, response.body, status, elapsed, response)
+        if isinstance(decision, Revalidate) and outgoing.method == "HEAD":
+            await response.release()
+            times = (request_time, response_time)
+            return await self._head_answered(job, outgoing, decision.entry, response.head, flight, times, elapsed)
+        times = (request_time, response_time)
+        if isinstance(decision, Forward) and decision.partial is not None and status == 206:
+            combined = await self._combined(job, outgoing, decision, response, flight, times, elapsed, store_it)
+            if combined is not None:
+                return combined
+        exchange = Exchange(response.head, response.body, status, elapsed, response, times=times)
         if status in ERROR_STATUSES and _has_fallback(decision):
             exchange.fallback_ok = True
             _publish(flight, NotShared(Reason.STATUS))
@@ -181,9 +205,40 @@ class Fetcher:
         exchange.entry = entry
         exchange.stored = await _put(job.store, job.key, entry, verdict.ttl)
         if not exchange.stored:
-            exchange.detail = Reason.STORE_ERROR
-        _publish(flight, Shared(entry))
+            exchange.detail = Reason.STORE_UNAVAILABLE
+        # A partial answers only the ranges it covers: followers go upstream with their own (RFC 9111 §3.3).
+        _publish(flight, NotShared(Reason.PARTIAL) if status == 206 else Shared(entry))
         return exchange
+
+    async def _combined(
+        self,
+        job: Job,
+        outgoing: RequestHead,
+        decision: Forward,
+        response: UpstreamResponse,
+        flight: Flight | None,
+        times: tuple[float, float],
+        elapsed: float,
+        store_it: bool,
+    ) -> Exchange | None:
+        """RFC 9111 §3.4: join a 206 with the stored partial and answer the client from the result.
+
+        ``None`` when they do not combine and the client's own Range was sent (then the 206 is its answer); when a
+        narrowed Range was sent, the client's own Range is asked for after all.
+        """
+        found = _combined_entry(job, outgoing, decision.partial, response, times)
+        if found is not None:
+            entry, ttl = found
+            await response.release()
+            stored = await _put(job.store, job.key, entry, ttl)
+            _publish(flight, Shared(entry) if entry.head.status == 200 else NotShared(Reason.PARTIAL))
+            return Exchange(
+                entry.head, entry.body, 206, elapsed, entry=entry, stored=stored, combined=True, times=times
+            )
+        if decision.range is None:
+            return None
+        await response.release()
+        return await self._exchange(job, Forward(decision.fwd, decision.reason), flight, store_it)
 
     async def _refreshed(
         self,
@@ -195,10 +250,15 @@ class Fetcher:
         times: tuple[float, float],
         elapsed: float,
     ) -> Exchange:
-        """RFC 9111 §4.3.4: freshen the stored entry with the 304's fields and keep serving its body."""
+        """RFC 9111 §4.3.4: freshen the stored entry with the 304's fields and keep serving its body.
+
+        Also for a 200 answering HEAD that matches the entry (§4.3.5): ``not_modified`` is then that response.
+        """
         request_time, response_time = times
         merged = merge_304(entry.head, not_modified, received=response_time)
         route = job.route
+        outgoing = replace(outgoing, method="GET")  # what the stored response answers
+        upstream_status = not_modified.status
         verdict = assess(
             outgoing,
             merged,
@@ -210,7 +270,9 @@ class Fetcher:
         if isinstance(verdict, DontStore):
             fresh = replace(entry, head=merged, request_time=request_time, response_time=response_time)
             _publish(flight, NotShared(verdict.reason))
-            return Exchange(merged, fresh.body, 304, elapsed, entry=fresh, revalidated=True, detail=verdict.reason)
+            return Exchange(
+                merged, fresh.body, upstream_status, elapsed, entry=fresh, revalidated=True, detail=verdict.reason
+            )
         fresh = replace(
             _entry(job.key, outgoing, verdict, entry.body, route, request_time, response_time),
             url=entry.url,
@@ -219,10 +281,77 @@ class Fetcher:
         )
         stored = await _put(job.store, job.key, fresh, verdict.ttl)
         _publish(flight, Shared(fresh))
-        detail = "" if stored else Reason.STORE_ERROR
+        detail = "" if stored else Reason.STORE_UNAVAILABLE
         return Exchange(
-            fresh.head, fresh.body, 304, elapsed, entry=fresh, stored=stored, revalidated=True, detail=detail
+            fresh.head,
+            fresh.body,
+            upstream_status,
+            elapsed,
+            entry=fresh,
+            stored=stored,
+            revalidated=True,
+            detail=detail,
         )
+
+    async def _head_answered(
+        self,
+        job: Job,
+        outgoing: RequestHead,
+        entry: Entry,
+        head: ResponseHead,
+        flight: Flight | None,
+        times: tuple[float, float],
+        elapsed: float,
+    ) -> Exchange:
+        """RFC 9111 §4.3.5: a 200 to HEAD whose validators match freshens the stored GET response; one whose
+        validators differ makes it stale. The client gets the HEAD response either way."""
+        if head.status == 200 and head_matches(entry.head, len(entry.body), head):
+            return await self._refreshed(job, outgoing, entry, head, flight, times, elapsed)
+        if head.status == 200:
+            await _put(job.store, job.key, stale_copy(entry), job.route.policy.keep)
+        _publish(flight, NotShared(Reason.STALE))
+        return Exchange(head, None, head.status, elapsed, times=times)
+
+
+async def store_answer(job: Job, exchange: Exchange) -> bool:
+    """Store a response received outside a cache fetch (a POST answer that represents its target URI for a GET,
+    RFC 9110 §9.3.3) under ``job``'s key, if ``assess`` allows it for ``job.request``."""
+    if exchange.body is None or exchange.times is None:
+        return False
+    request_time, response_time = exchange.times
+    verdict = assess(
+        job.request,
+        exchange.head,
+        job.route.policy,
+        request_time=request_time,
+        response_time=response_time,
+        body_size=len(exchange.body),
+    )
+    if isinstance(verdict, DontStore):
+        return False
+    entry = _entry(job.key, job.request, verdict, exchange.body, job.route, request_time, response_time)
+    return await _put(job.store, job.key, entry, verdict.ttl)
+
+
+def _combined_entry(
+    job: Job, outgoing: RequestHead, partial: Entry | None, response: UpstreamResponse, times: tuple[float, float]
+) -> tuple[Entry, float] | None:
+    """The entry (and its time-to-live) a 206 and the stored partial make together (RFC 9111 §3.4), if they
+    combine, may be stored, and answer the client's request."""
+    if partial is None or response.body is None:
+        return None
+    joined = combine(partial, response.head, response.body)
+    if joined is None:
+        return None
+    head, body = joined
+    request = replace(outgoing, headers=outgoing.headers.without("range", "if-range"))
+    verdict = assess(
+        request, head, job.route.policy, request_time=times[0], response_time=times[1], body_size=len(body)
+    )
+    if not isinstance(verdict, Store):
+        return None
+    entry = _entry(job.key, request, verdict, body, job.route, *times)
+    return (entry, verdict.ttl) if head.status == 200 or covers(entry, job.request) else None
 
 
 def _publish(flight: Flight | None, outcome: Shared | NotShared) -> None:
@@ -272,7 +401,11 @@ def _entry(
 
 
 async def _put(store: Storage, key: str, entry: Entry, ttl: float) -> bool:
+    """False when the entry was not stored: an error, or a shared store that could not take it (Redis down)."""
+    take = getattr(store, "store", None)  # a store that can say whether it took the entry (``RedisStorage.store``)
     try:
+        if callable(take):
+            return bool(await take(key, entry, ttl))
         await store.put(key, entry, ttl)
     except StorageError as error:
         log.warning("storing %s failed: %s", entry.url, error)

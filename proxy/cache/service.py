@@ -20,15 +20,17 @@ from urllib.parse import urlsplit
 
 from proxy.cache.answers import Answer
 from proxy.cache.coalesce import Coalescer, Failed, Flight, Lease, Outcome, Shared, run_detached
-from proxy.cache.fetch import Exchange, Fetcher, Job
-from proxy.cache.keys import primary_key
+from proxy.cache.fetch import Exchange, Fetcher, Job, store_answer
+from proxy.cache.keys import primary_key, url_key
 from proxy.cache.replies import Replies, fallback, fwd_of
 from proxy.clock import Clock
 from proxy.errors import StorageError, UpstreamError
+from proxy.forwarding import as_forwarded
 from proxy.messages import Entry, RequestHead
 from proxy.rfc.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve, Unsatisfiable
 from proxy.rfc.invalidation import invalidated_urls
 from proxy.rfc.reuse import decide
+from proxy.rfc.storable import post_answers_get
 from proxy.rfc.vary import vary_matches
 from proxy.rules.model import Route
 from proxy.rules.reload import RulesHolder
@@ -85,10 +87,13 @@ class CacheService:
             route = prior.route
         else:
             route = self.rules.current.match(request.method, request.host, request.path)
+        request = as_forwarded(request, route.pass_headers)  # key, Vary, reuse and upstream read the same fields
         if route.bypass:
             answer = await self._pass(request, body, route, Fwd.BYPASS, Reason.RULE)
         elif request.method not in CACHEABLE_METHODS:
             answer = await self._pass(request, body, route, Fwd.METHOD, Reason.METHOD)
+        elif body is not None:  # a GET or HEAD with a body: its answer may depend on it, the key cannot
+            answer = await self._pass(request, body, route, Fwd.BYPASS, Reason.REQUEST_BODY)
         else:
             answer = await self._cacheable(request, body, route, prior)
         answer.route = route.name
@@ -237,10 +242,21 @@ class CacheService:
             return self.replies.error(error.status, error, fwd)
         if request.method not in CACHEABLE_METHODS:
             await self.invalidate(invalidated_urls(request, exchange.head))
+            await self._store_post_answer(request, exchange)
         return self.replies.passed(request, exchange, fwd, reason)
 
+    async def _store_post_answer(self, request: RequestHead, exchange: Exchange) -> None:
+        """RFC 9110 §9.3.3: a POST answer with explicit freshness whose Content-Location is the target URI is stored
+        for a later GET of that URI (under the GET's route and key)."""
+        get = post_answers_get(request, exchange.head)
+        if get is None:
+            return
+        route = self.rules.current.match("GET", get.host, get.path)
+        if not route.bypass:
+            await store_answer(Job(get, None, route, primary_key(get, route), self.store_for(route)), exchange)
+
     async def invalidate(self, urls: list[str], *, strict: bool = False) -> int:
-        """Remove every stored variant of each URL.
+        """Remove every stored variant of each URL, under every key shape (headers and cookies included).
 
         A store failure is logged (RFC 9111 §4.4 invalidation is best-effort), or raised with ``strict`` (a purge
         must say it did not happen).
@@ -252,7 +268,7 @@ class CacheService:
                 continue
             route = self.rules.current.match("GET", target.host, target.path)
             try:
-                removed += await self.store_for(route).delete(primary_key(target, route))
+                removed += await self.store_for(route).delete(url_key(target, route))
             except StorageError as error:
                 if strict:
                     raise

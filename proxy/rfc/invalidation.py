@@ -22,7 +22,7 @@ def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
 
 
-def _same_origin_uri(base: str, reference: str) -> str | None:
+def same_origin_uri(base: str, reference: str) -> str | None:
     """``reference`` resolved against ``base`` without its fragment, or ``None`` when foreign or malformed."""
     try:
         resolved = urldefrag(urljoin(base, reference.strip())).url
@@ -46,7 +46,7 @@ def invalidated_urls(request: RequestHead, response: ResponseHead) -> list[str]:
         value = response.headers.get(name)
         if not value or not value.strip():
             continue
-        uri = _same_origin_uri(target, value)
+        uri = same_origin_uri(target, value)
         if uri is not None and uri not in out:
             out.append(uri)
     return out

@@ -28,7 +28,7 @@ from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.errors import ConfigError, StorageError
 from proxy.messages import Entry
 from proxy.storage import redis_layout as layout
-from proxy.storage.base import StoreStats
+from proxy.storage.base import StoreStats, url_key_of
 from proxy.storage.breaker import CircuitBreaker, Guard
 from proxy.storage.memory import url_path
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 Client = Redis | RedisCluster
 EXACT_STATS_LIMIT = 10_000  # above this many keys, ``stats().entries`` counts keys, not variants
+BYTES_SAMPLE = 1_000  # entry hashes measured to estimate ``stats().bytes`` above ``EXACT_STATS_LIMIT`` keys
 _PARALLEL = 32  # scripts in flight at once during a purge
 
 
@@ -172,8 +173,12 @@ class RedisStorage:
         return written is not None
 
     async def delete(self, key: str) -> int:
-        """Remove every variant of ``key``; raises ``StorageError`` when Redis fails."""
-        return await self._purge("delete", lambda: self._run(self._delete, layout.entry_key(key)), self.write_timeout)
+        """Remove every variant of ``key`` (and of its group, for a URL key); ``StorageError`` when Redis fails."""
+        if url_key_of(key) is not None:
+            return await self._purge(
+                "delete", lambda: self._run(self._delete, layout.entry_key(key)), self.write_timeout
+            )
+        return await self._purge("delete", lambda: self._delete_group(key), self.write_timeout)
 
     async def delete_tag(self, tag: str) -> int:
         """Remove every entry carrying ``tag``, found through the tag's set; raises ``StorageError`` on failure."""
@@ -184,7 +189,8 @@ class RedisStorage:
         return await self._purge("delete_prefix", lambda: self._purge_prefix(prefix), self._purge_budget)
 
     async def stats(self) -> StoreStats:
-        """Exact variant count up to ``EXACT_STATS_LIMIT`` keys, then the key count; bytes is Redis's used_memory."""
+        """Variants and the bytes of our entries (exact up to ``EXACT_STATS_LIMIT`` keys, then estimated from a
+        sample); Redis' ``used_memory`` for the whole server is ``server_memory``."""
         result = await self.guard.call("stats", self._stats, self._purge_budget, None)
         return result or StoreStats(0, 0, None, 0)
 
@@ -219,15 +225,26 @@ class RedisStorage:
 
     async def _write(self, key: str, args: list[Any], tags: tuple[str, ...], seconds: int) -> None:
         writes: list[Awaitable[Any]] = [self._put(keys=[layout.entry_key(key)], args=args)]
-        if tags:
+        group = url_key_of(key)
+        sets = [layout.tag_key(tag) for tag in tags] + ([layout.group_key(group)] if group is not None else [])
+        if sets:
             pipe = self.client.pipeline(transaction=False)
-            for tag in tags:
-                name = layout.tag_key(tag)
+            for name in sets:
                 pipe.sadd(name, key)
                 pipe.expire(name, seconds, nx=True)
                 pipe.expire(name, seconds, gt=True)
             writes.append(pipe.execute())
         await asyncio.gather(*writes)
+
+    async def _delete_group(self, key: str) -> int:
+        """The URL key itself and every key its group set lists (RFC 9111 §4.4 reaches every key shape)."""
+        name = layout.group_key(key)
+        members = cast(set[bytes], await self.client.smembers(name))
+        keys: list[str | bytes] = [layout.entry_key(key), *(b"cp:{" + member + b"}" for member in members)]
+        removed = await self._run_each(self._delete, keys)
+        if members:
+            await self.client.srem(name, *members)
+        return removed
 
     async def _run(self, script: Any, name: str | bytes, *extra: Any) -> int:
         return int(await script(keys=[name], args=[self._now_ms(), *extra]))
@@ -286,16 +303,35 @@ class RedisStorage:
         keys = _total(await self.client.dbsize())
         memory = await self.client.info("memory")
         counters = await self.client.info("stats")
-        entries = keys if keys > EXACT_STATS_LIMIT else await self._count_variants()
-        return StoreStats(entries, _field_sum(memory, "used_memory"), None, _field_sum(counters, "evicted_keys"))
+        entries, own_bytes = await self._count_entries(keys)
+        used = _field_sum(memory, "used_memory")
+        return StoreStats(entries, own_bytes, None, _field_sum(counters, "evicted_keys"), server_memory=used)
 
-    async def _count_variants(self) -> int:
-        names = [name async for name in self.client.scan_iter(match=layout.SCAN_PATTERN, count=1000, _type="hash")]
+    async def _count_entries(self, keys: int) -> tuple[int, int]:
+        """Variants and the bytes of our entry hashes (``MEMORY USAGE … SAMPLES 0``), sampled on a big keyspace.
+
+        Up to ``EXACT_STATS_LIMIT`` keys every entry hash is measured; beyond, the first ``BYTES_SAMPLE`` hashes a
+        SCAN returns are, their mean is multiplied by the key count, and the entry count is the key count. Tag sets
+        and lease keys are not entries and are left out; Redis' own figure for the whole server is reported apart.
+        """
+        exact = keys <= EXACT_STATS_LIMIT
+        names: list[bytes] = []
+        async for name in self.client.scan_iter(match=layout.SCAN_PATTERN, count=1000, _type="hash"):
+            names.append(name)
+            if not exact and len(names) >= BYTES_SAMPLE:
+                break
+        if not names:
+            return (0 if exact else keys), 0
         pipe = self.client.pipeline(transaction=False)
         for name in names:
             pipe.hget(name, "~c")
-        counts: list[bytes | None] = await pipe.execute() if names else []
-        return sum(int(count or 0) for count in counts)
+            pipe.memory_usage(name, samples=0)
+        replies: list[Any] = await pipe.execute()
+        variants = sum(int(count or 0) for count in replies[0::2])
+        measured = sum(int(size or 0) for size in replies[1::2])
+        if exact:
+            return variants, measured
+        return keys, measured * keys // len(names)
 
 
 def _total(value: Any) -> int:

@@ -14,7 +14,9 @@ distinct paths of its variants, joined by newlines, so purge by prefix can filte
 pipelined ``HGET`` before running a script). The key's own ``PEXPIRE`` is the latest expiry of its variants
 (relative, so Redis's clock need not agree with ours); expired variants are filtered on read and dropped by the
 next script that touches the key. Per tag, a set ``cp:tag:{tag}`` lists the cache keys that had a variant with it.
-It lives in its own slot, so it is written beside the entry script, not inside it.
+It lives in its own slot, so it is written beside the entry script, not inside it. In the same way, per URL key, a
+set ``cp:grp:{url key}`` lists the suffixed keys of its group (``storage.base.GROUP_SEP``: keys that include request
+headers or cookies), so that deleting the URL reaches them all.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ def entry_key(key: str) -> str:
 
 def tag_key(tag: str) -> str:
     return f"cp:tag:{{{tag}}}"
+
+
+def group_key(url_key: str) -> str:
+    return f"cp:grp:{{{url_key}}}"
 
 
 def variant_id(variant: str) -> str:

@@ -22,9 +22,10 @@ import secrets
 
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.messages import Entry
-from proxy.storage.base import StoreStats
+from proxy.storage.base import GROUP_SEP, StoreStats
+from proxy.storage.eviction import DEFAULT_POLICY
 from proxy.storage.lease import RedisLease
-from proxy.storage.memory import MemoryStorage
+from proxy.storage.memory import EvictionStats, MemoryStorage
 from proxy.storage.redis import RedisStorage
 from proxy.storage.redis_pubsub import Subscriber, publish
 
@@ -46,6 +47,7 @@ class TieredStorage:
         max_variants: int = 16,
         channel: str = CHANNEL,
         backoff: tuple[float, float] = (0.1, 2.0),
+        eviction: str = DEFAULT_POLICY,
     ) -> None:
         self.l2 = l2
         self.instance_id = secrets.token_hex(8)
@@ -55,6 +57,7 @@ class TieredStorage:
         self.flushes = 0  # whole-L1 flushes: on every (re)subscription and every lost subscription
         self.subscription_losses = 0
         self._l1_budget = l1_budget
+        self._eviction = eviction
         self._max_variants = max_variants
         self._clock = clock
         self._backoff = backoff
@@ -152,8 +155,14 @@ class TieredStorage:
     async def ping(self) -> bool:
         return await self.l2.ping()
 
+    def eviction_stats(self) -> EvictionStats:
+        """The L1's policy figures (they restart from zero when L1 is flushed)."""
+        return self.l1.eviction_stats()
+
     def _new_l1(self) -> MemoryStorage:
-        return MemoryStorage(self._l1_budget, clock=self._clock, max_variants=self._max_variants)
+        return MemoryStorage(
+            self._l1_budget, clock=self._clock, max_variants=self._max_variants, eviction=self._eviction
+        )
 
     def _begin_read(self, key: str) -> tuple[int, int]:
         """Note a lookup of ``key`` going to L2; the token tells ``_end_read`` what it must not have missed."""
@@ -174,9 +183,11 @@ class TieredStorage:
     async def _drop_local(self, kind: bytes, argument: str) -> None:
         """Apply one invalidation to L1, and keep lookups in flight that it concerns from filling L1."""
         if kind == b"k":
-            if argument in self._readers:
-                self._key_generation[argument] = self._key_generation.get(argument, 0) + 1
-            await self.l1.delete(argument)
+            group = argument + GROUP_SEP
+            for reader in [argument, *(k for k in self._readers if k.startswith(group))]:
+                if reader in self._readers:
+                    self._key_generation[reader] = self._key_generation.get(reader, 0) + 1
+            await self.l1.delete(argument)  # a URL key takes its group along (MemoryStorage.delete)
             return
         self._generation += 1
         if kind == b"t":

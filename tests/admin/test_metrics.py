@@ -255,3 +255,24 @@ def test_batched_tally_matches_direct_prometheus_observations() -> None:
 
     assert samples(batched) == samples(direct)
     assert samples(batched)[("cacheproxy_request_duration_seconds_count", (("outcome", "hit"),))] == 7
+
+
+async def test_issue13_7_redis_stored_bytes_are_our_entries_not_used_memory(
+    origin: RunningOrigin, redis_url: str
+) -> None:
+    body = "x" * 27
+    origin.set("/r", headers=CACHEABLE, body=body)
+    async with run_proxy(origin.url, store=redis_url) as proxy:
+        _, empty = await scrape(proxy)
+        await proxy.client.get("/r")
+        _, one = await scrape(proxy)
+        purged = await proxy.client.post("/_cacheproxy/purge", json={"url": proxy.url + "/r"})
+        _, after = await scrape(proxy)
+    assert purged.json() == {"purged": 1}
+    assert value(empty, "cacheproxy_stored_bytes", store="redis") == 0
+    own = value(one, "cacheproxy_stored_bytes", store="redis")
+    server = value(one, "cacheproxy_redis_used_memory_bytes", store="redis")
+    assert len(body) < own < 4096  # one small entry: its hash, not the server's megabytes
+    assert server > 100 * own  # Redis' whole footprint, reported under its own name
+    assert value(after, "cacheproxy_stored_bytes", store="redis") == 0
+    assert value(after, "cacheproxy_stored_entries", store="redis") == 0

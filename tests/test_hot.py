@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from proxy.app import ProxyApp
 from proxy.clock import FakeClock
 from proxy.config import Settings
 from proxy.hot import PREPARED_BYTES, PREPARED_LIMIT, Hit, HotPath
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead
-from proxy.storage.eviction import DEFAULT_POLICY
+from proxy.storage.eviction import DEFAULT_POLICY, POLICIES
 
 KiB = 1024
 
@@ -54,6 +56,8 @@ async def test_hit_answered_from_the_parsed_head() -> None:
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     blocked, nothing = await serve(hot, "/a", ("Cache-Control", "no-cache"))
     assert blocked is None and nothing == []
+    ranged, nothing = await serve(hot, "/a", ("Range", "bytes=0-1"))  # a 206 is the general path's (issue 15)
+    assert ranged is None and nothing == []
 
 
 async def test_issue9_3_prepared_hit_dropped_when_the_store_evicts_the_entry() -> None:
@@ -65,6 +69,19 @@ async def test_issue9_3_prepared_hit_dropped_when_the_store_evicts_the_entry() -
     assert await store.get(key) == []
     assert key not in hot._prepared
     assert hot._prepared_bytes == 0
+
+
+@pytest.mark.parametrize("eviction", sorted(POLICIES))
+async def test_issue9_3_prepared_hits_only_for_entries_the_store_holds_under_every_policy(eviction: str) -> None:
+    hot, store, clock = build(100 * KiB, eviction=eviction)
+    for i in range(40):
+        await stored(hot, store, clock, f"/p/{i}", 20 * KiB)
+        await serve(hot, f"/p/{i}")
+        await serve(hot, f"/p/{i % 3}")  # a few keys hit again and again: the policies disagree on the victims
+    assert hot._prepared
+    for key in hot._prepared:
+        assert await store.get(key) != [], key
+    assert hot._prepared_bytes == sum(len(p.entry.body) for p in hot._prepared.values())
 
 
 async def test_issue9_3_prepared_hit_dropped_when_purged() -> None:

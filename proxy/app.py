@@ -19,7 +19,8 @@ from proxy.admin.purge import build_purge_method
 from proxy.admin.routes import build_admin
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.config import Settings
-from proxy.endpoint import ProxyEndpoint, Receive, Scope, Send
+from proxy.endpoint import ProxyEndpoint, Receive, Scope, Send, refuse
+from proxy.head import SCOPE_KEY, Refusal, parse_head
 from proxy.limits import WEBSOCKET_REASON
 from proxy.rules.reload import RulesHolder
 from proxy.runtime import Runtime
@@ -33,20 +34,27 @@ class ProxyApp:
         observer = build_observer(self.runtime)
         self.runtime.observer = observer
         self.runtime.origin.on_busy = observer.metrics.upstream_pool_exhausted.inc
-        self.endpoint = ProxyEndpoint(self.runtime.service, clock, observer)
+        self.trusted = settings.trusted
+        self.endpoint = ProxyEndpoint(self.runtime.service, clock, observer, self.trusted)
         self.prefix = settings.admin_prefix
         self.admin: Starlette = build_admin(self.runtime, self._lifespan)
         self.purge_method = build_purge_method(self.runtime) if settings.allow_purge_method else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            request = parse_head(scope, self.trusted)  # the one parse of the head (proxy.head)
+            if isinstance(request, Refusal):
+                await refuse(request, send)
+                return
             path: str = scope["path"]
             if path.startswith(self.prefix) and (len(path) == len(self.prefix) or path[len(self.prefix)] == "/"):
+                scope[SCOPE_KEY] = request
                 await self.admin(scope, receive, send)
             elif self.purge_method is not None and scope["method"] == "PURGE":
+                scope[SCOPE_KEY] = request
                 await self.purge_method(scope, receive, send)
             else:
-                await self.endpoint(scope, receive, send)
+                await self.endpoint.handle(request, receive, send)
         elif scope["type"] == "lifespan":
             await self.admin(scope, receive, send)
         elif scope["type"] == "websocket":

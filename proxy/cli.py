@@ -22,8 +22,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from proxy.config import Settings, parse_bool, parse_count, parse_port, parse_seconds, parse_size
+from proxy.config import (
+    Settings,
+    parse_admin_hosts,
+    parse_bool,
+    parse_count,
+    parse_port,
+    parse_seconds,
+    parse_size,
+    parse_trusted_proxies,
+)
 from proxy.errors import ConfigError, RulesError
+from proxy.trust import DEFAULT_TRUSTED
 
 T = TypeVar("T")
 
@@ -138,6 +148,7 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     )
     _add_eviction_flag(p)
     _add_limit_flags(p)
+    _add_trust_flags(p)
 
 
 def _add_eviction_flag(p: argparse.ArgumentParser) -> None:
@@ -175,6 +186,24 @@ def _add_limit_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_trust_flags(p: argparse.ArgumentParser) -> None:
+    """Whom the proxy believes (``proxy.trust``) and which Host names the admin pages answer (``proxy.admin.auth``)."""
+    p.add_argument(
+        "--trusted-proxies",
+        type=value_of(parse_trusted_proxies),
+        default=_env("trusted_proxies", DEFAULT_TRUSTED),
+        help="peers whose X-Forwarded-For/-Proto and Forwarded are believed, and who counts as local for the admin "
+        "surface: addresses or CIDRs, comma-separated, or none",
+    )
+    p.add_argument(
+        "--admin-hosts",
+        type=value_of(parse_admin_hosts),
+        default=_env("admin_hosts", ""),
+        help="Host names the admin pages answer besides localhost, 127.0.0.1 and ::1, comma-separated "
+        "(against DNS rebinding)",
+    )
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     if not args.upstream:
         raise ConfigError("no upstream: pass --upstream URL or set CACHEPROXY_UPSTREAM")
@@ -204,6 +233,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_connections=args.max_connections,
         upstream_pool_size=args.upstream_pool_size,
         upstream_pool_timeout=args.upstream_pool_timeout,
+        trusted_proxies=args.trusted_proxies,
+        admin_hosts=args.admin_hosts,
     )
 
 

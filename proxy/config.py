@@ -7,8 +7,10 @@ worker learns its configuration.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,6 +18,7 @@ from proxy.errors import ConfigError
 from proxy.rules.model import parse_duration as rules_duration
 from proxy.rules.model import parse_size as rules_size
 from proxy.storage.eviction import DEFAULT_POLICY, check_policy
+from proxy.trust import DEFAULT_TRUSTED, TrustedProxies
 
 
 def parse_size(text: str) -> int:
@@ -79,6 +82,26 @@ def parse_count(text: str) -> int:
     return value
 
 
+def parse_trusted_proxies(text: str) -> str:
+    """``--trusted-proxies``: addresses or CIDRs, comma-separated, or ``none``; the text itself when it parses."""
+    try:
+        TrustedProxies.parse(str(text))
+    except ValueError as error:
+        raise ValueError(f"{error} (use e.g. 127.0.0.1,::1,10.0.0.0/8, or none)") from None
+    return str(text)
+
+
+HOST_NAME = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]+)?")
+
+
+def parse_admin_hosts(text: str) -> str:
+    """``--admin-hosts``: Host names (a port is ignored), comma-separated; the text itself when each is a name."""
+    for item in str(text).replace(" ", ",").split(","):
+        if item.strip() and not HOST_NAME.fullmatch(item.strip()):
+            raise ValueError(f"not a host name: {item.strip()!r} (use e.g. cache.internal,10.0.0.5)")
+    return str(text)
+
+
 def store_names(store: str) -> frozenset[str]:
     """The store names a ``--store`` setting opens (``proxy.app.open_stores`` opens exactly these)."""
     return frozenset({"memory"} if store == "memory" else {"memory", "redis"})
@@ -112,6 +135,8 @@ class Settings:
     max_connections: int = 4096
     upstream_pool_size: int = 256
     upstream_pool_timeout: float = 1.0
+    trusted_proxies: str = DEFAULT_TRUSTED  # whose forwarding headers are believed, and who is local (proxy.trust)
+    admin_hosts: str = ""  # Host names the admin pages answer besides the loopback ones (against DNS rebinding)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.upstream)
@@ -138,6 +163,19 @@ class Settings:
         except ValueError as error:
             raise ConfigError(f"--eviction: {error}") from error
         self._check_limits()
+        try:
+            parse_trusted_proxies(self.trusted_proxies)
+        except ValueError as error:
+            raise ConfigError(f"--trusted-proxies: {error}") from error
+        try:
+            parse_admin_hosts(self.admin_hosts)
+        except ValueError as error:
+            raise ConfigError(f"--admin-hosts: {error}") from error
+
+    @cached_property
+    def trusted(self) -> TrustedProxies:
+        """The parsed ``--trusted-proxies``."""
+        return TrustedProxies.parse(self.trusted_proxies)
 
     def _check_limits(self) -> None:
         positive = ("max_url_bytes", "max_header_bytes", "max_headers", "max_connections", "upstream_pool_size")
@@ -196,6 +234,8 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "workers": parse_count,
     "connect_timeout": parse_seconds,
     "read_timeout": parse_seconds,
+    "trusted_proxies": parse_trusted_proxies,
+    "admin_hosts": parse_admin_hosts,
 }
 
 

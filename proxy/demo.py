@@ -102,7 +102,7 @@ Try these (watch the Cache-Status and Age headers):
   curl -si {proxy}/api/time -H 'If-None-Match: <the ETag above>'   # 304 Not Modified from the cache
   curl -si {proxy}/api/slow                  # 1 s the first time, instant after
   curl -si {proxy}/api/products/7            # cached 30 s by the 'products' rule, tagged 'products'
-  curl -si -X POST {proxy}/_cacheproxy/purge -d '{{"tag": "products"}}'   # purge by tag
+  curl -si {proxy}/_cacheproxy/purge -H 'Content-Type: application/json' -d '{{"tag": "products"}}'   # purge by tag
   curl -si {proxy}/api/me                    # bypassed by rule: never cached
   open {proxy}/_cacheproxy/                  # the status page
 

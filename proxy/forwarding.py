@@ -12,6 +12,9 @@ stored response.
 
 from __future__ import annotations
 
+import base64
+from urllib.parse import unquote, urlsplit
+
 from proxy.messages import HOP_BY_HOP, UNKEYED_FIELDS, Headers, RequestHead, as_forwarded, merged_via
 
 # ``as_forwarded`` and ``UNKEYED_FIELDS`` live in ``proxy.messages`` (the cache and rules layers read them and may not
@@ -39,14 +42,33 @@ def wire(text: str) -> str:
 
 
 class Forwarding:
-    """Builds what goes upstream for one configured origin (``prefix``: scheme, authority and base path)."""
+    """Builds what goes upstream for one configured origin (``prefix``: scheme, authority and base path).
+
+    The configured URL is taken apart once: ``origin`` (scheme, host, port: never any userinfo), ``base_path``, and
+    the credentials of its userinfo, which travel only as this origin's ``Authorization: Basic`` (RFC 7617) and only
+    when the client sent no ``Authorization`` of its own.
+    """
 
     def __init__(self, prefix: str, *, preserve_host: bool = False) -> None:
-        self.prefix = prefix.rstrip("/")
+        parts = urlsplit(prefix)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        self.origin = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port is not None else "")
+        self.base_path = parts.path.rstrip("/")
+        self.prefix = self.origin + self.base_path
         self.preserve_host = preserve_host
+        self.credentials: str | None = None
+        if parts.username is not None or parts.password is not None:
+            userinfo = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            self.credentials = "Basic " + base64.b64encode(userinfo.encode("utf-8")).decode("ascii")
 
     def url(self, request: RequestHead) -> str:
-        """The upstream URL with the client's target appended exactly as sent (percent-encoding kept)."""
+        """The upstream URL: the configured origin and base path, then the client's path and query as sent
+        (percent-encoding kept). The edge admits only origin-form paths (``proxy.head``); anything else here is a bug.
+        """
+        if not request.path.startswith("/"):
+            raise ValueError(f"not an origin-form path: {request.path!r}")
         return self.prefix + wire(request.target)
 
     def headers(self, request: RequestHead, *, streamed: bool) -> Headers:
@@ -65,20 +87,22 @@ class Forwarding:
             drop.add("content-length")
         out: list[tuple[str, str]] = [("Host", wire(request.host))] if self.preserve_host else []
         via: list[str] = []
-        forwarded_for: list[str] = []
         for name, value in fields:
             lname = name.lower()
-            if lname in drop:
+            if lname in drop or lname == "x-forwarded-for":
                 continue
             if lname == "via":
                 via.append(value)
-            elif lname == "x-forwarded-for":
-                forwarded_for.append(value)
             else:
                 out.append((wire(name), wire(value)))
+        if self.credentials is not None and "authorization" not in fields:
+            out.append(("Authorization", self.credentials))
         out.append(("Via", wire(merged_via(via))))
-        if request.client:
-            forwarded_for.append(request.client)
+        # The chain a trusted peer vouched for, once, then the peer itself (proxy.trust; issue: no duplicate).
+        forwarded_for = list(request.forwarded_for)
+        peer = request.peer or request.client
+        if peer:
+            forwarded_for.append(peer)
         if forwarded_for:
             out.append(("X-Forwarded-For", wire(", ".join(forwarded_for))))
         out.append(("X-Forwarded-Proto", request.scheme))

@@ -114,11 +114,6 @@ class Runtime:
     def store(self) -> Storage:
         return self.stores[self.default_store]
 
-    @property
-    def upstream(self) -> OriginClient:
-        """Deprecated name of ``origin``."""
-        return self.origin
-
     def abilities_of(self, name: str) -> Abilities:
         return self.abilities.get(name) or Abilities()
 

@@ -7,11 +7,23 @@ import logging
 import os
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from proxy.app import ProxyApp
 from proxy.config import Settings
 from proxy.endpoint import QuietBrokenStreams
 from proxy.limits import LimitedHttpToolsProtocol, Limits, connection_cap
+from proxy.rawtarget import RawTargetMixin
+
+
+class EdgeProtocol(LimitedHttpToolsProtocol, RawTargetMixin, HttpToolsProtocol):
+    """The protocol ``serve`` runs: head limits (``proxy.limits``), request trailers dropped (``proxy.trailers``) and
+    the raw request-target kept for the edge's parse (``proxy.rawtarget``).
+
+    Listing ``HttpToolsProtocol`` last puts the mixin just above uvicorn's class in the MRO (EdgeProtocol,
+    LimitedHttpToolsProtocol, TrailerlessProtocol, RawTargetMixin, HttpToolsProtocol): the limits check the target the
+    client sent before the mixin gives uvicorn ``/`` for an absolute-form target without a path.
+    """
 
 
 def configure_logging(settings: Settings) -> None:
@@ -33,18 +45,19 @@ def limits_of(settings: Settings) -> Limits:
 
 def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
     # The protocol class goes to worker processes pickled: a partial of a module-level class and a frozen value.
-    protocol = functools.partial(LimitedHttpToolsProtocol, limits=limits_of(settings))
+    protocol = functools.partial(EdgeProtocol, limits=limits_of(settings))
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=protocol,  # type: ignore[arg-type]  # httptools with head limits, request trailers dropped
+        http=protocol,  # type: ignore[arg-type]  # httptools: head limits, trailers dropped, raw target kept
         ws="none",  # WebSocket is not proxied: an upgrade request is answered 501 by the protocol
         timeout_keep_alive=settings.keepalive_timeout,  # type: ignore[arg-type]  # a float works: call_later
         lifespan="on",
         access_log=False,  # the proxy writes its own access log line, with the cache outcome
         log_config=None,
+        proxy_headers=False,  # the edge resolves the forwarding chain itself, from --trusted-proxies (proxy.trust)
         server_header=False,
         date_header=False,  # the origin's Date passes through; a stored response keeps its own Date
         timeout_graceful_shutdown=30,

@@ -29,12 +29,12 @@ PARTS: dict[str, str] = {
     "proxy.rfc": "rfc",
     "proxy.rules": "rules",
     "proxy.config": "config",
+    "proxy.trust": "config",  # the --trusted-proxies value: who may vouch for forwarding fields
     "proxy.storage": "storage",
     "proxy.origin": "origin",
     "proxy.forwarding": "client",
     "proxy.upstream": "client",
     "proxy.cache": "cache",
-    "proxy.cache.hot": "edge",  # the hit path belongs to the edge (moving to proxy/hot.py)
     "proxy.runtime": "runtime",
     "proxy.app": "edge",
     "proxy.endpoint": "edge",
@@ -42,6 +42,8 @@ PARTS: dict[str, str] = {
     "proxy.admin": "edge",
     "proxy.limits": "edge",  # uvicorn's httptools protocol with the request-head limits (before the app runs)
     "proxy.trailers": "edge",  # the same protocol, request trailers dropped where they are parsed
+    "proxy.rawtarget": "edge",  # the same protocol, the raw request target kept for the one parse
+    "proxy.head": "edge",  # the one parse of the request head
     "proxy.memo": "memo",
     "proxy.server": "command",
     "proxy.cli": "command",
@@ -60,7 +62,7 @@ ALLOWED: dict[str, set[str]] = {
     "messages": set(),
     "rfc": {"messages"},
     "rules": {"base", "messages", "rfc"},
-    "config": {"base", "rules", "storage"},  # settings check the store choices (eviction policy names)
+    "config": {"base", "messages", "rules", "storage"},  # settings check store choices and parse trusted proxies
     "storage": {"base", "messages"},
     "origin": {"base", "messages"},
     "client": {"base", "messages", "rfc", "origin"},

@@ -18,18 +18,16 @@ import math
 import os
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from proxy.admin.metrics import Metrics, status_class
 from proxy.cache.answer import Answer, CacheOutcome
-from proxy.cache.hot import Hit
 from proxy.clock import Clock
-from proxy.endpoint import request_from_scope
 from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from proxy.messages import RequestHead
 
 if TYPE_CHECKING:
+    from proxy.hot import Hit
     from proxy.runtime import Runtime
 
 access_log = logging.getLogger("cacheproxy.access")
@@ -189,12 +187,12 @@ class AdminObserver:
         finally:
             self.tally.flush()
 
-    def hit_done(self, scope: MutableMapping[str, Any], hit: Hit, duration: float) -> None:
-        """A hot-path hit: the same counts as ``request_done``; the request is rebuilt only for the access log."""
+    def hit_done(self, request: RequestHead, hit: Hit, duration: float) -> None:
+        """A hot-path hit: the same counts as ``request_done``."""
         self.tally.add(CacheOutcome.HIT, hit.route, duration)
         if self.access and access_log.isEnabledFor(logging.INFO):
             answer = Answer(hit.status, [], outcome=CacheOutcome.HIT, route=hit.route, key=hit.key)
-            log_request(request_from_scope(scope), answer, duration, hit.sent)
+            log_request(request, answer, duration, hit.sent)
 
     def request_done(self, request: RequestHead, answer: Answer, duration: float, sent: int) -> None:
         outcome = answer.outcome

@@ -118,7 +118,7 @@ class PurgeMethod:
         self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not is_allowed(scope, self.runtime.settings.admin_token):
+        if not is_allowed(scope, self.runtime.settings.admin_token, self.runtime.settings.trusted):
             await forbid(send)
             return
         request = request_from_scope(scope)

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from proxy.admin.auth import AdminGuard
+from proxy.admin.auth import AdminGuard, admin_hosts
 from proxy.admin.metrics import CONTENT_TYPE
 from proxy.admin.observe import AdminObserver
 from proxy.admin.purge import MAX_BODY, PurgeRequestError, distinct_named_stores, parse_purge, purge
@@ -158,5 +158,7 @@ def build_admin(runtime: Runtime, lifespan: Any) -> Starlette:
         AdminGuard,
         token=runtime.settings.admin_token,
         open_paths=frozenset({prefix + "/healthz", prefix + "/readyz"}),
+        trusted=runtime.settings.trusted,
+        hosts=admin_hosts(runtime.settings.admin_hosts),
     )
     return Starlette(routes=routes, middleware=[guard], lifespan=lifespan)

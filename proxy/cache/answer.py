@@ -106,14 +106,6 @@ class Answer:
     def upstream_time(self) -> float | None:
         return None if self.upstream is None else self.upstream.elapsed
 
-    @property
-    def extra(self) -> dict[str, str]:
-        """Deprecated: read ``key`` and ``upstream`` (kept while ``proxy.endpoint``'s debug headers read ``extra``)."""
-        found = {} if self.key is None else {"key": self.key}
-        if self.upstream is not None:
-            found["upstream_status"] = str(self.upstream.status)
-        return found
-
 
 def _status_pair(asked: Asked, status: CacheStatus) -> tuple[bytes, bytes]:
     return (b"cache-status", status.line(asked.cache).encode("latin-1"))

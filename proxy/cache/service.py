@@ -47,7 +47,7 @@ REFRESH_LIMIT: Final = 60.0
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """What the hot path (``proxy.cache.hot``) found before handing over: the route, the key, the candidates."""
+    """What the hot path (``proxy.hot``) found before handing over: the route, the key, the candidates."""
 
     route: Route
     key: str

@@ -16,6 +16,7 @@ for an attribute at the call site (``getattr``) or asking which class it is (``i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -90,6 +91,14 @@ class Evicting(Protocol):
         ...
 
 
+@runtime_checkable
+class WatchingRemovals(Protocol):
+    def watch_removals(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(key)`` whenever an entry of ``key`` leaves the store (evicted, expired, purged, replaced),
+        so that nothing outside the store keeps an entry alive after the store dropped it."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Abilities:
     """What one store can do beyond ``Storage``: each field is the store itself, typed, or ``None``."""
@@ -101,6 +110,7 @@ class Abilities:
     error_counting: ErrorCounting | None = None
     confirming: ConfirmingPut | None = None
     evicting: Evicting | None = None
+    watching: WatchingRemovals | None = None
 
 
 def abilities_of(store: Storage) -> Abilities:
@@ -113,4 +123,5 @@ def abilities_of(store: Storage) -> Abilities:
         error_counting=store if isinstance(store, ErrorCounting) else None,
         confirming=store if isinstance(store, ConfirmingPut) else None,
         evicting=store if isinstance(store, Evicting) else None,
+        watching=store if isinstance(store, WatchingRemovals) else None,
     )

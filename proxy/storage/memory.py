@@ -14,10 +14,13 @@ lazily, when a ``get`` meets them or when eviction reaches them; they are never 
 nor by the delete methods' counts. Evictions are counted per queue of the policy (``eviction_stats``).
 
 The store lives inside one event loop and never awaits, so it takes no locks. Bodies are never copied.
+Whoever keeps something derived from an entry (the edge's hit path) registers with ``watch_removals`` and is told the
+key of every entry removed, so nothing outside the store outlives the store's copy.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from proxy.clock import SYSTEM_CLOCK, Clock
@@ -75,6 +78,11 @@ class MemoryStorage:
         self._groups: dict[str, set[str]] = {}  # URL key -> its suffixed keys that hold entries
         self._bytes = 0
         self._evictions = 0
+        self._removal_listeners: list[Callable[[str], None]] = []
+
+    def watch_removals(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(key)`` whenever an entry of ``key`` leaves the store (evicted, expired, purged, replaced)."""
+        self._removal_listeners.append(listener)
 
     async def get(self, key: str) -> list[Entry]:
         """Every live variant of ``key``, each touched in the policy; expired ones are dropped here."""
@@ -202,4 +210,6 @@ class MemoryStorage:
                 members.discard(ident)
                 if not members:
                     del self._tags[tag]
+        for listener in self._removal_listeners:
+            listener(key)
         return slot

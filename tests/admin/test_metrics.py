@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.admin.metrics import FAMILIES, Metrics, status_class
 from proxy.admin.observe import AdminObserver
-from proxy.cache.answers import Answer, CacheOutcome
+from proxy.cache.answer import Answer, CacheOutcome
 from proxy.clock import FakeClock
 from proxy.messages import Headers, RequestHead
 from tests.admin.conftest import CACHEABLE, RunningProxy, run_proxy
@@ -98,9 +98,9 @@ async def test_metrics_upstream_failure_counted_as_error(proxy: RunningProxy, or
 
 
 async def test_metrics_evictions_from_store_stats(origin: RunningOrigin) -> None:
-    origin.set("/big/1", headers=CACHEABLE, body="x" * 3000)
-    origin.set("/big/2", headers=CACHEABLE, body="y" * 3000)
-    async with run_proxy(origin.url, memory_budget=5000) as proxy:
+    origin.set("/big/1", headers=CACHEABLE, body="x" * 10000)
+    origin.set("/big/2", headers=CACHEABLE, body="y" * 10000)
+    async with run_proxy(origin.url, memory_budget=20000) as proxy:  # one fits (Entry.size: body + ~5 KB), not two
         await proxy.client.get("/big/1")
         await proxy.client.get("/big/2")
         _, samples = await scrape(proxy)

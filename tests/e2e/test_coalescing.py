@@ -86,9 +86,9 @@ async def test_single_flight_too_large_releases_followers_at_headers(proxy: Prox
 
 async def test_single_flight_upstream_error_reaches_every_follower(proxy: Proxied) -> None:
     proxy.origin.set("/slowdown", delay=2.0, body="late")
-    proxy.app.runtime.upstream.config = type(proxy.app.runtime.upstream.config)(proxy.origin.url, read_timeout=0.5)
-    await proxy.app.runtime.upstream.close()
-    await proxy.app.runtime.upstream.start()
+    proxy.app.runtime.origin.config = type(proxy.app.runtime.origin.config)(proxy.origin.url, read_timeout=0.5)
+    await proxy.app.runtime.origin.close()
+    await proxy.app.runtime.origin.start()
     responses = await asyncio.gather(*(proxy.client.get("/slowdown") for _ in range(5)))
     assert [r.status_code for r in responses] == [504] * 5
     assert proxy.origin.hits["/slowdown"] == 1

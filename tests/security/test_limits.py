@@ -109,6 +109,18 @@ def test_rfc9112_3_target_at_limit_is_served(proxy: ProxyProcess) -> None:
     assert response.status == 200
 
 
+def test_rfc9112_3_limits_and_the_edge_parse_in_one_protocol(proxy: ProxyProcess, upstream: RecordingUpstream) -> None:
+    """``serve`` runs one protocol class with both: the limits see the target as sent (an absolute-form target with
+    no path is not shortened to ``/`` before the check), and the edge still gets the raw target (issue 9 §1, §4)."""
+    seen = len(upstream.received)
+    assert status_of(refused_with(proxy, head("http://" + "a" * 1100))) == 414
+    assert len(upstream.received) == seen
+    assert proxy.send(head("http://example.test/own-authority")).status == 200
+    assert upstream.received[-1].target == b"/own-authority"
+    assert proxy.send(head("http://other.example/elsewhere")).status == 400
+    assert len(upstream.received) == seen + 1
+
+
 def test_rfc6585_5_header_bytes_over_limit_is_431(proxy: ProxyProcess, upstream: RecordingUpstream) -> None:
     seen = len(upstream.received)
     fields = [(f"X-Pad-{i}", "v" * 1000) for i in range(5)]  # 5 KiB of fields against 4 KiB

@@ -15,11 +15,22 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
+async def entry_size(origin: RunningOrigin, path: str) -> int:
+    """What the memory store charges for the response at ``path`` (``Entry.size``), measured on a throwaway proxy."""
+    async with run_proxy(origin.url) as proxy:
+        await proxy.client.get(path)
+        stats = await proxy.app.runtime.stores["memory"].stats()
+    assert stats.entries == 1
+    return stats.bytes  # the memory store's bytes are the sum of its entries' Entry.size
+
+
 async def test_s3fifo_evictions_by_queue_and_ghost_hits_in_metrics_and_stats_json(origin: RunningOrigin) -> None:
-    """Budget for two 3000-byte bodies: /1 and /2 fill it, /3 evicts /1 from small; /1 again is a ghost hit."""
+    """Budget for two of the 3000-byte bodies' entries: /1 and /2 fill it, /3 evicts /1 from small; /1 again is a
+    ghost hit."""
     for n in (1, 2, 3):
         origin.set(f"/big/{n}", headers=CACHEABLE, body=str(n) * 3000)
-    async with run_proxy(origin.url, memory_budget=7000, eviction="s3fifo") as proxy:
+    budget = 2 * await entry_size(origin, "/big/1") + 200  # every /big/n entry has the same size
+    async with run_proxy(origin.url, memory_budget=budget, eviction="s3fifo") as proxy:
         for n in (1, 2, 3, 1):
             assert (await proxy.client.get(f"/big/{n}")).status_code == 200
         text = (await proxy.client.get("/_cacheproxy/metrics")).text

@@ -41,6 +41,13 @@ class Covered:
             return True
         return self.tag is not None and self.tag in tags
 
+    def may_cover(self, key: str, path: str | None) -> bool:
+        """Whether what a fetch or lookup under ``key`` (for URL ``path``, when known) brings may be covered, before
+        its response is known: a tag may come with any response (``Surrogate-Key``), a prefix with any path."""
+        if self.tag is not None or (self.prefix is not None and path is None):
+            return True
+        return self.covers(key, path or "", ())
+
 
 @dataclass(frozen=True, slots=True)
 class Fence:

@@ -321,16 +321,10 @@ class CacheService:
     def _fence_off(self, covered: Covered) -> None:
         """RFC 9111 §4.4 against what is in flight, before the store is touched: fetches that began before now do
         not store what ``covered`` covers, and requests from now on neither join their flights nor their lookups.
-
-        A tag purge detaches every flight and lookup: a response's tags (Surrogate-Key) are known only once it came.
         """
         self.invalidations.record(covered)
-
-        def covers_key(key: str) -> bool:
-            return covered.tag is not None or covered.covers(key, "", ())
-
-        self.coalescer.detach(lambda flight: covers_key(flight.key) or covered.covers(flight.key, flight.path, ()))
-        for key in [key for key in self._lookups if covered.prefix is not None or covers_key(key)]:
+        self.coalescer.detach(lambda flight: covered.may_cover(flight.key, flight.path))
+        for key in [key for key in self._lookups if covered.may_cover(key, None)]:
             del self._lookups[key]
 
     async def close(self) -> None:

@@ -76,15 +76,11 @@ def distinct_named_stores(runtime: Runtime) -> list[tuple[str, Storage]]:
 
 async def purge(runtime: Runtime, what: PurgeRequest, *, scheme: str, host: str) -> int:
     """Remove what ``what`` names; return how many entries went. Raises ``StorageError`` when a store failed."""
+    # Through the cache driver, so fetches in flight do not store what the purge removes (RFC 9111 §4.4).
     if what.kind == "url":
         count = await runtime.service.invalidate([absolute_url(what.value, scheme, host)], strict=True)
     else:
-        count = 0
-        for store in distinct_stores(runtime):
-            if what.kind == "prefix":
-                count += await store.delete_prefix(what.value)
-            else:
-                count += await store.delete_tag(what.value)
+        count = await runtime.service.purge(what.kind, what.value)
     observer = _observer(runtime)
     if observer is not None:
         observer.purged(what.kind, count)

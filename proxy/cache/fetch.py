@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from proxy.cache.coalesce import Coalescer, Failed, Flight, Lease, NotShared, Shared
+from proxy.cache.invalidations import Fence, Invalidations
 from proxy.clock import Clock
 from proxy.errors import StorageError, UpstreamError, UpstreamTimeout
 from proxy.messages import Entry, RequestHead, ResponseHead
@@ -35,7 +36,7 @@ from proxy.rfc.validation import (
 from proxy.rfc.vary import vary_names, vary_snapshot
 from proxy.rules.model import Route
 from proxy.storage.abilities import ConfirmingPut
-from proxy.storage.base import Storage
+from proxy.storage.base import PutResult, Storage
 
 log = logging.getLogger("cacheproxy.fetch")
 
@@ -53,6 +54,7 @@ class Job:
     key: str
     store: Storage
     confirming: ConfirmingPut | None = None  # ``store`` again when it says whether it took a put (found once)
+    fence: Fence | None = None  # taken when the fetch began: an invalidation since then means do not store
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +108,20 @@ def upstream_error_text(status: int, error: UpstreamError) -> str:
 
 
 class Fetcher:
-    def __init__(self, *, origin: Origin, clock: Clock, coalescer: Coalescer, lease: Lease | None) -> None:
+    def __init__(
+        self,
+        *,
+        origin: Origin,
+        clock: Clock,
+        coalescer: Coalescer,
+        lease: Lease | None,
+        invalidations: Invalidations | None = None,
+    ) -> None:
         self.origin = origin
         self.clock = clock
         self.coalescer = coalescer
         self.lease = lease
+        self.invalidations = invalidations if invalidations is not None else Invalidations()
 
     async def passthrough(self, request: RequestHead, body: AsyncIterator[bytes] | None, route: Route) -> Fetched:
         """Send ``request`` as it is, for bypassed routes and unsafe methods."""
@@ -122,9 +133,14 @@ class Fetcher:
     async def fetch(
         self, job: Job, decision: Revalidate | Forward, flight: Flight | None, store_it: bool = True
     ) -> Fetched:
-        """Fetch for ``job``; as a flight's leader, take the cross-process lease first and tell the followers."""
+        """Fetch for ``job``; as a flight's leader, take the cross-process lease first and tell the followers.
+
+        The fetch takes its fence first: an invalidation of what it fetches while it runs means it does not store.
+        """
         key, route = job.key, job.route
         held = False
+        fence = self.invalidations.begin(self.clock.now())
+        job = replace(job, fence=fence)
         try:
             if flight is not None and self.lease is not None:
                 held = await self.lease.acquire(key)
@@ -143,10 +159,11 @@ class Fetcher:
                 self.coalescer.finish(flight, Failed(error))
             raise
         finally:
+            self.invalidations.end(fence)
+            if flight is not None:  # before the lease goes: no newcomer joins a flight that is done
+                self.coalescer.finish(flight, NotShared(Reason.NOT_STORED))
             if held and self.lease is not None:
                 await self.lease.release(key)
-            if flight is not None:
-                self.coalescer.finish(flight, NotShared(Reason.NOT_STORED))
 
     async def _fresh_in_store(self, job: Job, flight: Flight) -> Fetched | None:
         """Another process's fetch for this key, if it stored an entry that this request may be served fresh.
@@ -220,9 +237,9 @@ class Fetcher:
             _publish(flight, NotShared(reason))
             return Fetched(response.head, response.body, status, elapsed, response, not_stored=not_stored, times=times)
         entry = _entry(job.key, outgoing, verdict, response.body, route, request_time, response_time)
-        stored = await _put(job, entry, verdict.ttl)
+        refused = await _put(job, entry, verdict.ttl)
         # A partial answers only the ranges it covers: followers go upstream with their own (RFC 9111 §3.3).
-        _publish(flight, NotShared(Reason.PARTIAL) if status == 206 else Shared(entry))
+        _publish(flight, NotShared(Reason.PARTIAL) if status == 206 else _outcome(entry, refused))
         return Fetched(
             response.head,
             response.body,
@@ -230,8 +247,8 @@ class Fetcher:
             elapsed,
             response,
             entry=entry,
-            stored=stored,
-            not_stored=None if stored else Reason.STORE_UNAVAILABLE,
+            stored=refused is None,
+            not_stored=refused,
             times=times,
         )
 
@@ -255,16 +272,16 @@ class Fetcher:
         if found is not None:
             entry, ttl = found
             await response.release()
-            stored = await _put(job, entry, ttl)
-            _publish(flight, Shared(entry) if entry.head.status == 200 else NotShared(Reason.PARTIAL))
+            refused = await _put(job, entry, ttl)
+            _publish(flight, _outcome(entry, refused) if entry.head.status == 200 else NotShared(Reason.PARTIAL))
             return Fetched(
                 entry.head,
                 entry.body,
                 206,
                 elapsed,
                 entry=entry,
-                stored=stored,
-                not_stored=None if stored else Reason.STORE_UNAVAILABLE,
+                stored=refused is None,
+                not_stored=refused,
                 combined=True,
                 times=times,
             )
@@ -312,18 +329,17 @@ class Fetcher:
             vary=entry.vary,
             tags=tuple(dict.fromkeys((*entry.tags, *_tags(verdict, route)))),
         )
-        stored = await _put(job, fresh, verdict.ttl)
-        _publish(flight, Shared(fresh))
-        not_stored = None if stored else Reason.STORE_UNAVAILABLE
+        refused = await _put(job, fresh, verdict.ttl)
+        _publish(flight, _outcome(fresh, refused))
         return Fetched(
             fresh.head,
             fresh.body,
             upstream_status,
             elapsed,
             entry=fresh,
-            stored=stored,
+            stored=refused is None,
             revalidated=True,
-            not_stored=not_stored,
+            not_stored=refused,
         )
 
     async def _head_answered(
@@ -346,9 +362,12 @@ class Fetcher:
         return Fetched(head, None, head.status, elapsed, times=times)
 
 
-async def store_answer(job: Job, fetched: Fetched) -> bool:
+async def store_answer(job: Job, fetched: Fetched, since: float) -> bool:
     """Store a response received outside a cache fetch (a POST answer that represents its target URI for a GET,
-    RFC 9110 §9.3.3) under ``job``'s key, if ``assess`` allows it for ``job.request``."""
+    RFC 9110 §9.3.3) under ``job``'s key, if ``assess`` allows it for ``job.request``.
+
+    ``since``: a time after the POST's own invalidation (the answer is what the write produced, so the store's
+    invalidation rule must not refuse it)."""
     if fetched.body is None or fetched.times is None:
         return False
     request_time, response_time = fetched.times
@@ -363,7 +382,7 @@ async def store_answer(job: Job, fetched: Fetched) -> bool:
     if isinstance(verdict, DontStore):
         return False
     entry = _entry(job.key, job.request, verdict, fetched.body, job.route, request_time, response_time)
-    return await _put(job, entry, verdict.ttl)
+    return await _put(job, entry, verdict.ttl, since=since) is None
 
 
 def _combined_entry(
@@ -385,6 +404,12 @@ def _combined_entry(
         return None
     entry = _entry(job.key, request, verdict, body, job.route, *times)
     return (entry, verdict.ttl) if head.status == 200 or covers(entry, job.request) else None
+
+
+def _outcome(entry: Entry, refused: Reason | None) -> Shared | NotShared:
+    """What followers get: the entry, unless an invalidation since the fetch began refused it (then they go
+    upstream themselves: some may have arrived after the write)."""
+    return NotShared(Reason.INVALIDATED) if refused is Reason.INVALIDATED else Shared(entry)
 
 
 def _publish(flight: Flight | None, outcome: Shared | NotShared) -> None:
@@ -427,13 +452,26 @@ def _entry(
     )
 
 
-async def _put(job: Job, entry: Entry, ttl: float) -> bool:
-    """False when the entry was not stored: an error, or a shared store that could not take it (Redis down)."""
+_REFUSALS: Final = {
+    PutResult.STORED: None,
+    PutResult.UNAVAILABLE: Reason.STORE_UNAVAILABLE,
+    PutResult.INVALIDATED: Reason.INVALIDATED,
+}
+
+
+async def _put(job: Job, entry: Entry, ttl: float, *, since: float | None = None) -> Reason | None:
+    """Why the entry was not stored (``None``: it was). ``INVALIDATED``: an invalidation covering it came after the
+    fetch began (this process's record, or the store's); ``STORE_UNAVAILABLE``: an error, or a shared store that
+    could not take it (Redis down)."""
+    if job.fence is not None and job.fence.crossed(job.key, entry):
+        return Reason.INVALIDATED
+    if since is None and job.fence is not None:
+        since = job.fence.since
     try:
         if job.confirming is not None:  # the store says whether it took the entry (``ConfirmingPut``, Redis)
-            return await job.confirming.store(job.key, entry, ttl)
+            return _REFUSALS[await job.confirming.store(job.key, entry, ttl, since=since)]
         await job.store.put(job.key, entry, ttl)
     except StorageError as error:
         log.warning("storing %s failed: %s", entry.url, error)
-        return False
-    return True
+        return Reason.STORE_UNAVAILABLE
+    return None

@@ -9,6 +9,11 @@
 whose reason is a typed ``Reason``. Fetching is in ``proxy.cache.fetch`` (through the origin port, ``proxy.origin``),
 which answer each outcome gets in ``proxy.cache.replies``; this module holds the request-level flow: who looks up, who
 leads a fetch, who follows and what a follower may be given.
+
+Every invalidation goes through this driver (``invalidate`` for unsafe methods and URL purges, ``purge`` for prefix
+and tag purges), so it can keep RFC 9111 §4.4 against fetches already in flight: it records the invalidation
+(``proxy.cache.invalidations``: a fetch that began before it does not store), detaches the flights it covers (a
+request that arrives after it never joins a fetch that began before it) and forgets the store lookups in flight.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, assert_never
+from typing import Final, Literal, assert_never
 from urllib.parse import urlsplit
 
 from proxy.cache.answer import Answer, Asked
 from proxy.cache.coalesce import Coalescer, Failed, Flight, Lease, Outcome, Shared, run_detached
 from proxy.cache.fetch import Fetched, Fetcher, Job, fwd_of, stand_in, store_answer
+from proxy.cache.invalidations import Covered, Invalidations
 from proxy.cache.keys import primary_key, url_key
 from proxy.cache.replies import Replies
 from proxy.clock import Clock
@@ -38,6 +44,7 @@ from proxy.rules.model import Route
 from proxy.rules.reload import RulesHolder
 from proxy.storage.abilities import ConfirmingPut, InstantLookup
 from proxy.storage.base import Storage
+from proxy.storage.urls import url_path
 
 log = logging.getLogger("cacheproxy.service")
 
@@ -79,7 +86,10 @@ class CacheService:
         # up once per store object (a store swapped in later, ``Runtime.set_store``, is looked up when first used).
         self._confirming: dict[int, tuple[Storage, ConfirmingPut | None]] = {}
         self.tasks: set[asyncio.Task[Fetched]] = set()
-        self.fetcher = Fetcher(origin=origin, clock=clock, coalescer=self.coalescer, lease=lease)
+        self.invalidations = Invalidations()
+        self.fetcher = Fetcher(
+            origin=origin, clock=clock, coalescer=self.coalescer, lease=lease, invalidations=self.invalidations
+        )
 
     def store_for(self, route: Route) -> Storage:
         return self.stores.get(route.store or self.default_store) or self.stores[self.default_store]
@@ -149,7 +159,8 @@ class CacheService:
             pass
         finally:
             future.set_result(found)  # also when this caller was cancelled: the others get a miss, not an error
-            del self._lookups[key]
+            if self._lookups.get(key) is future:  # an invalidation may have forgotten it already
+                del self._lookups[key]
         return found
 
     async def _join_before_lookup(self, job: Job, asked: Asked) -> Answer | Outcome | None:
@@ -184,7 +195,7 @@ class CacheService:
         """Go upstream for ``decision``, as the leader of a flight or, behind one, as a follower."""
         if not job.route.coalesce or job.body is not None or self.coalescer.is_unshared(job.key):
             return await self._fetch_and_answer(job, asked, decision)
-        flight, leads = self.coalescer.join(job.key)
+        flight, leads = self.coalescer.join(job.key, url_path(job.request.url))
         if leads:
             return await self._fetch_and_answer(job, asked, decision, flight=flight)
         outcome = await flight.wait(job.route.coalesce_timeout)
@@ -228,7 +239,7 @@ class CacheService:
 
     def _refresh_in_background(self, job: Job, entry: Entry) -> None:
         """RFC 5861 §3: one refresh per key at a time, bounded in time, never outliving shutdown."""
-        flight, leads = self.coalescer.join(job.key)
+        flight, leads = self.coalescer.join(job.key, url_path(job.request.url))
         if not leads:
             return
         flight.background = True
@@ -269,7 +280,7 @@ class CacheService:
             return
         route = self.rules.current.match("GET", get.host, get.path)
         if not route.bypass:
-            await store_answer(self._job(get, None, route, primary_key(get, route)), fetched)
+            await store_answer(self._job(get, None, route, primary_key(get, route)), fetched, self.clock.now())
 
     async def invalidate(self, urls: list[str], *, strict: bool = False) -> int:
         """Remove every stored variant of each URL, under every key shape (headers and cookies included).
@@ -277,19 +288,44 @@ class CacheService:
         A store failure is logged (RFC 9111 §4.4 invalidation is best-effort), or raised with ``strict`` (a purge
         must say it did not happen).
         """
-        removed = 0
+        targets: list[tuple[str, str, Storage]] = []
         for url in urls:
             target = _request_for_url(url)
             if target is None:
                 continue
             route = self.rules.current.match("GET", target.host, target.path)
+            targets.append((url, url_key(target, route), self.store_for(route)))
+        keys = frozenset(key for _, key, _ in targets)
+        if not keys:
+            return 0
+        self._fence_off(Covered(keys=keys))
+        removed = 0
+        for url, key, store in targets:
             try:
-                removed += await self.store_for(route).delete(url_key(target, route))
+                removed += await store.delete(key)
             except StorageError as error:
                 if strict:
                     raise
                 log.warning("invalidation of %s failed: %s", url, error)
         return removed
+
+    async def purge(self, kind: Literal["prefix", "tag"], value: str) -> int:
+        """Remove every entry whose URL path starts with ``value`` (``prefix``) or that carries tag ``value``, in
+        every store the routes can pick; ``StorageError`` when a store failed (the purge must say so)."""
+        self._fence_off(Covered(prefix=value) if kind == "prefix" else Covered(tag=value))
+        removed = 0
+        for store in {id(store): store for store in self.stores.values()}.values():
+            removed += await (store.delete_prefix(value) if kind == "prefix" else store.delete_tag(value))
+        return removed
+
+    def _fence_off(self, covered: Covered) -> None:
+        """RFC 9111 §4.4 against what is in flight, before the store is touched: fetches that began before now do
+        not store what ``covered`` covers, and requests from now on neither join their flights nor their lookups.
+        """
+        self.invalidations.record(covered)
+        self.coalescer.detach(lambda flight: covered.may_cover(flight.key, flight.path))
+        for key in [key for key in self._lookups if covered.may_cover(key, None)]:
+            del self._lookups[key]
 
     async def close(self) -> None:
         """Cancel background refreshes and detached fetches still running at shutdown."""

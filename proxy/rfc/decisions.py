@@ -52,6 +52,7 @@ class Reason(StrEnum):
     POOL_EXHAUSTED = "pool-exhausted"
     COALESCE_TIMEOUT = "coalesce-timeout"
     STORE_UNAVAILABLE = "store-unavailable"  # the store did not take the entry: down, timed out, or breaker open
+    INVALIDATED = "invalidated"  # an invalidation covering it came while it was fetched (RFC 9111 §4.4)
 
 
 class Fwd(StrEnum):

@@ -9,8 +9,9 @@ for an attribute at the call site (``getattr``) or asking which class it is (``i
 - ``Leasing``: offers a cross-process single-flight lease (Redis: one fetch per key among all workers);
 - ``Degradable``: can say it runs degraded (an open breaker, a lost subscription): readyz says so;
 - ``ErrorCounting``: counts its failed or skipped operations by operation (a metrics counter);
-- ``ConfirmingPut``: says whether it took an entry (Redis: False when it is down, timed out, or its breaker is open),
-  so the answer can say ``detail=store-unavailable`` instead of ``stored``;
+- ``ConfirmingPut``: says whether it took an entry (Redis: not when it is down, timed out, or its breaker is open,
+  so the answer can say ``detail=store-unavailable`` instead of ``stored``; nor when the key was invalidated after
+  the fetch began, ``detail=invalidated``: the store's own record of invalidations, shared by every process);
 - ``Evicting``: evicts by a policy and reports what it did (the memory store, the two-tier L1).
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from proxy.messages import Entry
-from proxy.storage.base import Storage
+from proxy.storage.base import PutResult, Storage
 from proxy.storage.memory import EvictionStats
 
 
@@ -79,8 +80,13 @@ class ErrorCounting(Protocol):
 
 @runtime_checkable
 class ConfirmingPut(Protocol):
-    async def store(self, key: str, entry: Entry, ttl: float) -> bool:
-        """``Storage.put``, saying whether the store took the entry (False: it did not, and raised nothing)."""
+    async def store(self, key: str, entry: Entry, ttl: float, *, since: float | None = None) -> PutResult:
+        """``Storage.put``, saying whether the store took the entry.
+
+        ``since``: when the fetch that produced ``entry`` began (``Clock.now`` seconds; ``None``: a plain put). The
+        store refuses the entry when it recorded an invalidation of ``key`` (or of its URL key's group; by URL,
+        prefix or tag) at or after that time (RFC 9111 §4.4, across processes and hosts).
+        """
         ...
 
 

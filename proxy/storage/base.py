@@ -8,6 +8,7 @@ a timeout) raises ``StorageError``; the cache service treats that as a miss or a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from proxy.messages import Entry
@@ -22,6 +23,14 @@ def url_key_of(key: str) -> str | None:
     """The URL key a suffixed key belongs to, or ``None`` for a key that is a URL key itself."""
     base, sep, _ = key.partition(GROUP_SEP)
     return base if sep else None
+
+
+class PutResult(StrEnum):
+    """What a confirming store (``proxy.storage.abilities.ConfirmingPut``) did with a put."""
+
+    STORED = "stored"
+    UNAVAILABLE = "unavailable"  # down, timed out, breaker open: nothing raised, nothing stored
+    INVALIDATED = "invalidated"  # the key was invalidated at or after the fetch began: the entry predates that
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ whole budget is not stored, as in cachetools: storing is best-effort. Expired en
 lazily, when a ``get`` meets them or when eviction reaches them; they are never counted as evictions,
 nor by the delete methods' counts. Evictions are counted per queue of the policy (``eviction_stats``).
 
+Invalidations are remembered for a while (``proxy.storage.marks``): ``store`` with ``since`` refuses an entry
+from a fetch that began before its key was last deleted or purged (RFC 9111 §4.4), as the Redis store does.
+
 The store lives inside one event loop and never awaits, so it takes no locks. Bodies are never copied.
 Whoever keeps something derived from an entry (the edge's hit path) registers with ``watch_removals`` and is told the
 key of every entry removed, so nothing outside the store outlives the store's copy.
@@ -25,8 +28,9 @@ from dataclasses import dataclass
 
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.messages import Entry
-from proxy.storage.base import StoreStats, url_key_of
+from proxy.storage.base import PutResult, StoreStats, url_key_of
 from proxy.storage.eviction import DEFAULT_POLICY, EvictionPolicy, make_policy
+from proxy.storage.marks import InvalidationMarks
 from proxy.storage.urls import url_path
 
 Ident = tuple[str, str]  # (primary key, Entry.variant)
@@ -76,6 +80,7 @@ class MemoryStorage:
         self._variants: dict[str, dict[str, None]] = {}  # an insertion-ordered set per key
         self._tags: dict[str, set[Ident]] = {}
         self._groups: dict[str, set[str]] = {}  # URL key -> its suffixed keys that hold entries
+        self._marks = InvalidationMarks()
         self._bytes = 0
         self._evictions = 0
         self._removal_listeners: list[Callable[[str], None]] = []
@@ -130,9 +135,17 @@ class MemoryStorage:
             self._remove((key, next(iter(variants))))
         self._evict()
 
+    async def store(self, key: str, entry: Entry, ttl: float, *, since: float | None = None) -> PutResult:
+        """``put``, refused when ``key`` was invalidated at or after ``since`` (when the fetch began)."""
+        if since is not None and self._marks.refuses(key, since):
+            return PutResult.INVALIDATED
+        await self.put(key, entry, ttl)
+        return PutResult.STORED  # a put too large for the budget is dropped silently, as ``put`` says
+
     async def delete(self, key: str) -> int:
         """Remove every variant of ``key`` (and of its group's keys, for a URL key); return how many live entries
         went."""
+        self._marks.mark(key, self._clock.now())
         keys = [key, *self._groups.get(key, ())]
         return self._remove_all([(k, variant) for k in keys for variant in self._variants.get(k, ())])
 
@@ -141,12 +154,12 @@ class MemoryStorage:
         idents = self._tags.get(tag)
         if not idents:
             return 0
-        return self._remove_all(list(idents))
+        return self._remove_all(list(idents), mark=True)
 
     async def delete_prefix(self, prefix: str) -> int:
         """Remove every entry whose URL path (plus query) starts with ``prefix``, whatever its host. O(n)."""
         doomed = [ident for ident, slot in self._slots.items() if url_path(slot.entry.url).startswith(prefix)]
-        return self._remove_all(doomed)
+        return self._remove_all(doomed, mark=True)
 
     async def stats(self) -> StoreStats:
         """Counts include expired entries not yet dropped."""
@@ -169,6 +182,7 @@ class MemoryStorage:
         self._variants.clear()
         self._tags.clear()
         self._groups.clear()
+        self._marks.clear()
         self._bytes = 0
 
     def _evict(self) -> None:
@@ -180,8 +194,13 @@ class MemoryStorage:
                 self._evictions += 1
                 self._evicted[queue] += 1
 
-    def _remove_all(self, idents: list[Ident]) -> int:
+    def _remove_all(self, idents: list[Ident], *, mark: bool = False) -> int:
+        """Remove ``idents``; with ``mark``, remember that their keys were invalidated now (a purge)."""
         now = self._clock.monotonic()
+        if mark:
+            wall = self._clock.now()
+            for key in dict.fromkeys(key for key, _ in idents):
+                self._marks.mark(key, wall)
         live = 0
         for ident in idents:
             if self._remove(ident).expires > now:

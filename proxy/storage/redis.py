@@ -23,7 +23,7 @@ from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.errors import StorageError
 from proxy.messages import Entry
 from proxy.storage import redis_layout as layout
-from proxy.storage.base import StoreStats, url_key_of
+from proxy.storage.base import PutResult, StoreStats, url_key_of
 from proxy.storage.breaker import CircuitBreaker, Guard
 from proxy.storage.codec import decode_entry, encode_entry
 from proxy.storage.redis_client import Client, connect
@@ -121,8 +121,10 @@ class RedisStorage:
         """Store one variant for ``ttl`` + ``keep`` seconds (RFC 9111 §4.1: same variant replaces); best-effort."""
         await self.store(key, entry, ttl)
 
-    async def store(self, key: str, entry: Entry, ttl: float) -> bool:
-        """``put``, saying whether Redis took the entry (False: failed, timed out, or the breaker is open)."""
+    async def store(self, key: str, entry: Entry, ttl: float, *, since: float | None = None) -> PutResult:
+        """``put``, saying whether Redis took the entry: not when it failed, timed out or the breaker is open
+        (``UNAVAILABLE``), nor when the key was invalidated at or after ``since`` (``INVALIDATED``, decided in the
+        put script against the hash's ``~i``; see ``redis_layout``)."""
         now_ms = self._now_ms()
         args = [
             now_ms,
@@ -132,11 +134,14 @@ class RedisStorage:
             layout.text(url_path(entry.url)),
             layout.text(layout.TAG_SEP.join(entry.tags)),
             self._max_variants,
+            "" if since is None else int(since * 1000),
         ]
         seconds = int(ttl + self._keep) + 2
         tags = entry.tags
         written = await self.guard.attempt("put", lambda: self._write(key, args, tags, seconds), self.write_timeout)
-        return written is not None
+        if written is None:
+            return PutResult.UNAVAILABLE
+        return PutResult.INVALIDATED if written[0] < 0 else PutResult.STORED
 
     async def delete(self, key: str) -> int:
         """Remove every variant of ``key`` (and of its group, for a URL key); ``StorageError`` when Redis fails."""
@@ -189,9 +194,16 @@ class RedisStorage:
     async def _ping(self) -> bool:
         return bool(await self.client.ping())
 
-    async def _write(self, key: str, args: list[Any], tags: tuple[str, ...], seconds: int) -> None:
-        writes: list[Awaitable[Any]] = [self._put(keys=[layout.entry_key(key)], args=args)]
+    async def _write(self, key: str, args: list[Any], tags: tuple[str, ...], seconds: int) -> int:
+        """The put script's answer (variants kept, or -1: refused as invalidated) once the tag sets are written."""
         group = url_key_of(key)
+        if group is not None and args[-1] != "":
+            # The URL key's ``~i`` lives in another slot: read it first, and the script refuses on it too (a
+            # narrow window remains between this read and the script; the URL key's own puts have none).
+            mark = await self.client.hget(layout.entry_key(group), layout.INVALIDATED_FIELD)
+            if mark is not None and int(args[-1]) <= int(mark):
+                return -1
+        writes: list[Awaitable[Any]] = [self._put(keys=[layout.entry_key(key)], args=args)]
         sets = [layout.tag_key(tag) for tag in tags] + ([layout.group_key(group)] if group is not None else [])
         if sets:
             pipe = self.client.pipeline(transaction=False)
@@ -200,7 +212,8 @@ class RedisStorage:
                 pipe.expire(name, seconds, nx=True)
                 pipe.expire(name, seconds, gt=True)
             writes.append(pipe.execute())
-        await asyncio.gather(*writes)
+        results = await asyncio.gather(*writes)
+        return int(results[0])
 
     async def _delete_group(self, key: str) -> int:
         """The URL key itself and every key its group set lists (RFC 9111 §4.4 reaches every key shape)."""
@@ -294,7 +307,8 @@ class RedisStorage:
             pipe.memory_usage(name, samples=0)
         replies: list[Any] = await pipe.execute()
         variants = sum(int(count or 0) for count in replies[0::2])
-        measured = sum(int(size or 0) for size in replies[1::2])
+        # A hash without ``~c`` holds no entry, only an invalidation mark (``~i``): not our entries' bytes.
+        measured = sum(int(size or 0) for count, size in zip(replies[0::2], replies[1::2], strict=True) if count)
         if exact:
             return variants, measured
         return keys, measured * keys // len(names)

@@ -23,7 +23,7 @@ import secrets
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.messages import Entry
 from proxy.storage import redis_layout as layout
-from proxy.storage.base import GROUP_SEP, StoreStats
+from proxy.storage.base import GROUP_SEP, PutResult, StoreStats
 from proxy.storage.eviction import DEFAULT_POLICY
 from proxy.storage.lease import RedisLease
 from proxy.storage.memory import EvictionStats, MemoryStorage
@@ -123,12 +123,19 @@ class TieredStorage:
         return [entry for entry, _ in timed]
 
     async def put(self, key: str, entry: Entry, ttl: float) -> None:
-        stored = await self.l2.store(key, entry, ttl)
+        await self.store(key, entry, ttl)
+
+    async def store(self, key: str, entry: Entry, ttl: float, *, since: float | None = None) -> PutResult:
+        """``put``, refused as L2 refuses it when the key was invalidated at or after ``since``. With Redis
+        unreachable the entry is kept in this worker's L1 and counts as stored (as ``put`` always did)."""
+        result = await self.l2.store(key, entry, ttl, since=since)
         await self._drop_local(b"k", key)
-        if stored:
+        if result is PutResult.STORED:
             await self._publish(b"k", key)
-        elif self._task is not None:
+        elif result is PutResult.UNAVAILABLE and self._task is not None:
             await self.l1.put(key, entry, ttl)  # Redis unreachable: serve this worker's own entry from L1
+            return PutResult.STORED
+        return result
 
     async def delete(self, key: str) -> int:
         """Drop from L1, then L2 (``StorageError`` from L2 propagates), then tell the other instances."""

@@ -78,9 +78,10 @@ async def test_stores_that_confirm_puts_and_stores_that_evict_by_a_policy() -> N
     redis = RedisStorage.from_url("redis://127.0.0.1:9")
     tiered = TieredStorage(RedisStorage.from_url("redis://127.0.0.1:9"), 1024 * 1024)
     try:
-        assert (abilities_of(memory).evicting, abilities_of(memory).confirming) == (memory, None)
+        # Every store confirms its puts: each keeps the invalidation rule (RFC 9111 §4.4) and says when it refused.
+        assert (abilities_of(memory).evicting, abilities_of(memory).confirming) == (memory, memory)
         assert (abilities_of(redis).evicting, abilities_of(redis).confirming) == (None, redis)
-        assert abilities_of(tiered).evicting is tiered  # its L1's policy
+        assert (abilities_of(tiered).evicting, abilities_of(tiered).confirming) == (tiered, tiered)  # L1's policy
     finally:
         await redis.close()
         await tiered.close()

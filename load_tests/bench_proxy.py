@@ -9,6 +9,10 @@ Cores: the proxy and the bare app on core 0 (one at a time under load), wrk and 
 under test has a core of its own and pass-through is not charged for the origin's work.
 
     python -m load_tests.bench_proxy --duration 10 --rounds 3
+    python -m load_tests.bench_proxy --duration 10 --rounds 3 --compare-eviction lru   # + hits on an LRU proxy
+
+``--compare-eviction POLICY`` starts a second proxy with that eviction policy and adds its hits to every round
+(issue 12: hits under the default S3-FIFO must be no slower than under LRU, in the same run).
 """
 
 from __future__ import annotations
@@ -69,12 +73,20 @@ def start_all(procs: Processes, pin: bool) -> tuple[str, str, str]:
     return origin, proxy, bare
 
 
-def run(settings: WrkSettings, rounds: int, warmup: float, pin: bool) -> dict[str, list[WrkResult]]:
+def run(
+    settings: WrkSettings, rounds: int, warmup: float, pin: bool, compare: str | None = None
+) -> dict[str, list[WrkResult]]:
     """Start everything, warm up, run the interleaved rounds; every process is stopped by PID on the way out."""
     with Processes() as procs:
         origin, proxy, bare = start_all(procs, pin)
         warm_cache(proxy)
         targets = [("bare", f"{bare}/"), ("proxy-hit", f"{proxy}/cached"), ("proxy-pass", f"{proxy}/pass")]
+        if compare:
+            other = start_proxy(
+                procs, origin, name=f"proxy-{compare}", cpu=SERVER_CPU if pin else None, eviction=compare
+            )
+            warm_cache(other)
+            targets.append((f"proxy-hit-{compare}", f"{other}/cached"))
         if warmup > 0:
             run_rounds(targets, replace(settings, duration=warmup), 1)
         return run_rounds(targets, settings, rounds, origin_counter(origin))
@@ -83,10 +95,11 @@ def run(settings: WrkSettings, rounds: int, warmup: float, pin: bool) -> dict[st
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     wrk_arguments(parser)
+    parser.add_argument("--compare-eviction", metavar="POLICY", help="also measure hits on a proxy with this policy")
     args = parser.parse_args(argv)
     settings = settings_from(args)
     raise_fd_limit()
-    runs = run(settings, args.rounds, args.warmup, pin=not args.no_pin)
+    runs = run(settings, args.rounds, args.warmup, pin=not args.no_pin, compare=args.compare_eviction)
     medians = {name: median_result(name, results) for name, results in runs.items()}
     print(f"wrk: {settings.connections} connections, {settings.threads} thread, {settings.duration:g} s x "
           f"{args.rounds} round(s), 1 KiB bodies; medians")  # fmt: skip
@@ -101,6 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         print("median of per-round ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in paired.items()))
         ratios = {**ratios, **{f"{k} (paired)": v for k, v in paired.items()}}
+    if args.compare_eviction:
+        other = f"proxy-hit-{args.compare_eviction}"
+        paired_hits = statistics.median(d.rps / o.rps for d, o in zip(runs["proxy-hit"], runs[other], strict=True))
+        ratios["hit/hit-" + args.compare_eviction] = paired_hits
+        print(f"hits, default policy / {args.compare_eviction}: {paired_hits:.2f} (median of per-round ratios)")
     payload = {"settings": settings, "rounds": args.rounds, "runs": runs, "medians": medians, "ratios": ratios}
     print(f"written: {write_result('bench_proxy', payload)}")
     return 0

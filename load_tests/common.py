@@ -147,7 +147,7 @@ def start_bare(procs: Processes, cpu: int | None = SERVER_CPU) -> str:
 
 def start_proxy(
     procs: Processes, upstream: str, *, name: str = "proxy", cpu: int | None = SERVER_CPU, store: str = "memory",
-    l1_budget: str | None = None, workers: int = 1,
+    l1_budget: str | None = None, workers: int = 1, eviction: str | None = None,
 ) -> str:  # fmt: skip
     """``python -m proxy serve`` (uvicorn with uvloop and httptools, as the CLI runs it) on a free port."""
     port = free_port()
@@ -155,6 +155,8 @@ def start_proxy(
     args += ["--store", store, "--workers", str(workers), "--no-access-log"]
     if l1_budget:
         args += ["--l1-budget", l1_budget]
+    if eviction:
+        args += ["--eviction", eviction]
     procs.start(name, args, cpu=cpu, ready_url=f"http://{HOST}:{port}/_cacheproxy/healthz")
     return f"http://{HOST}:{port}"
 

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from proxy.clock import SYSTEM_CLOCK
 from proxy.config import Settings
+from proxy.errors import ConfigError
 
 SAMPLE_RULES = """\
 # The demo's rules: see the top-level rules.yaml for every field.
@@ -77,11 +78,18 @@ def sample_origin() -> Starlette:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _listen(port: int, flag: str) -> socket.socket:
+    """A bound loopback socket, made before anything starts: a busy port is one line, not a traceback."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as error:
+        sock.close()
+        raise ConfigError(
+            f"demo: cannot listen on 127.0.0.1:{port}: {error.strerror} (pick another {flag} N)"
+        ) from None
+    return sock
 
 
 def instructions(proxy: str) -> str:
@@ -94,7 +102,7 @@ Try these (watch the Cache-Status and Age headers):
   curl -si {proxy}/api/time -H 'If-None-Match: <the ETag above>'   # 304 Not Modified from the cache
   curl -si {proxy}/api/slow                  # 1 s the first time, instant after
   curl -si {proxy}/api/products/7            # cached 30 s by the 'products' rule, tagged 'products'
-  curl -si -X POST {proxy}/_cacheproxy/purge -d '{{"tag": "products"}}'   # purge by tag
+  curl -si {proxy}/_cacheproxy/purge -H 'Content-Type: application/json' -d '{{"tag": "products"}}'   # purge by tag
   curl -si {proxy}/api/me                    # bypassed by rule: never cached
   open {proxy}/_cacheproxy/                  # the status page
 
@@ -102,16 +110,20 @@ Ctrl-C stops both servers.
 """
 
 
-async def _run(port: int, origin_port: int, rules_path: str) -> None:
+async def _run(proxy_sock: socket.socket, origin_sock: socket.socket, rules_path: str) -> None:
     from proxy.app import ProxyApp
     from proxy.server import uvicorn_config
 
+    port, origin_port = proxy_sock.getsockname()[1], origin_sock.getsockname()[1]
     origin = uvicorn.Server(
         uvicorn.Config(sample_origin(), host="127.0.0.1", port=origin_port, log_level="warning", lifespan="off")
     )
     settings = Settings(upstream=f"http://127.0.0.1:{origin_port}", rules=Path(rules_path), port=port)
     proxy = uvicorn.Server(uvicorn_config(settings, ProxyApp(settings)))
-    tasks = [asyncio.create_task(origin.serve()), asyncio.create_task(proxy.serve())]
+    tasks = [
+        asyncio.create_task(origin.serve(sockets=[origin_sock])),
+        asyncio.create_task(proxy.serve(sockets=[proxy_sock])),
+    ]
     while not proxy.started:
         if any(t.done() for t in tasks):
             break
@@ -122,15 +134,22 @@ async def _run(port: int, origin_port: int, rules_path: str) -> None:
 
 
 def run_demo(port: int = 8080, origin_port: int = 0) -> int:
+    """Serve the demo until Ctrl-C; a port already in use is a ``ConfigError`` (one line, exit 2)."""
     import tempfile
 
     from proxy.logs import configure
 
+    proxy_sock = _listen(port, "--port")
+    try:
+        origin_sock = _listen(origin_port, "--origin-port")
+    except ConfigError:
+        proxy_sock.close()
+        raise
     configure("text")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, proxy_sock, origin_sock:
         rules = f"{tmp}/rules.yaml"
         with open(rules, "w") as f:
             f.write(SAMPLE_RULES)
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_run(port, origin_port or _free_port(), rules))
+            asyncio.run(_run(proxy_sock, origin_sock, rules))
     return 0

@@ -1,24 +1,27 @@
 """The catch-all proxy endpoint: a pure ASGI function, no Starlette request or response objects.
 
-It converts the ASGI scope into a ``RequestHead`` once, hands it to the cache service, and sends the ``Answer``'s
-prepared headers and body. Streamed bodies are pumped while watching for the client going away, so an abandoned
-download releases its upstream connection at once.
+The edge owns ASGI. The scope is parsed once into a ``RequestHead`` (``proxy.head``: target form, one Host, the
+trusted forwarding chain), or refused with a one-line 400. The hit path (``proxy.hot``) answers from that head; the
+rest goes to the cache service, and the ``Answer``'s prepared headers and body become ASGI messages here. Streamed
+bodies are pumped while watching for the client going away, so an abandoned download releases its upstream
+connection at once. ``OPTIONS *`` (RFC 9110 §9.3.7) is answered here: it asks about this server, not a resource.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
-from proxy.cache.answers import Answer
-from proxy.cache.hot import Hit, HotPath
+from proxy.cache.answer import Answer
 from proxy.cache.service import CacheService
 from proxy.clock import Clock
 from proxy.errors import UpstreamError
-from proxy.messages import Headers, RequestHead
+from proxy.head import SCOPE_KEY, Refusal, parse_head
+from proxy.hot import Hit, HotPath
+from proxy.messages import RequestHead
+from proxy.trust import DEFAULT_TRUSTED, TrustedProxies
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,42 +42,42 @@ class ClientGone(Exception):
 class Observer(Protocol):
     def request_done(self, request: RequestHead, answer: Answer, duration: float, sent: int) -> None: ...
 
-    def hit_done(self, scope: Scope, hit: Hit, duration: float) -> None:
-        """A fresh hit the hot path answered (``proxy.cache.hot``): counted like a ``request_done`` of a hit."""
+    def hit_done(self, request: RequestHead, hit: Hit, duration: float) -> None:
+        """A fresh hit the hot path answered (``proxy.hot``): counted like a ``request_done`` of a hit."""
         ...
 
 
-def is_loopback(host: str | None) -> bool:
-    """A client on this machine (127.0.0.0/8, ::1, or ::ffff:127.x): for the debug headers and the admin surface."""
-    if not host:
-        return False
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
+OPTIONS_ALLOW = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 
-def request_from_scope(scope: Scope) -> RequestHead:
-    raw_path: bytes | None = scope.get("raw_path")
-    path: str = raw_path.split(b"?", 1)[0].decode("latin-1") if raw_path else scope["path"]
-    headers = Headers.from_raw(scope["headers"])
-    host = headers.get("host")
-    if host is None:
-        server = scope.get("server") or ("localhost", None)
-        host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
-    client = scope.get("client")
-    return RequestHead(
-        method=scope["method"],
-        scheme=scope.get("scheme", "http"),
-        host=host,
-        path=path,
-        query=scope.get("query_string", b"").decode("latin-1"),
-        headers=headers,
-        client=client[0] if client else None,
-    )
+def request_from_scope(scope: Scope, trusted: TrustedProxies | None = None) -> RequestHead:
+    """The head the edge already parsed for ``scope``, or a parse of it now (raises ``ValueError`` if refused)."""
+    found = scope.get(SCOPE_KEY)
+    if isinstance(found, RequestHead):
+        return found
+    parsed = parse_head(scope, trusted or TrustedProxies.parse(DEFAULT_TRUSTED))
+    if isinstance(parsed, Refusal):
+        raise ValueError(parsed.reason)
+    return parsed
+
+
+async def refuse(refusal: Refusal, send: Send) -> None:
+    """A request head the proxy will not act on: a one-line text answer, the connection closed after it."""
+    body = refusal.body
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def answer_options_asterisk(send: Send) -> None:
+    headers = [(b"allow", OPTIONS_ALLOW), (b"content-length", b"0"), (b"cache-control", b"no-store")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def has_body(request: RequestHead) -> bool:
@@ -97,25 +100,44 @@ async def request_body(receive: Receive) -> AsyncIterator[bytes]:
 
 
 class ProxyEndpoint:
-    def __init__(self, service: CacheService, clock: Clock, observer: Observer | None = None) -> None:
+    def __init__(
+        self,
+        service: CacheService,
+        clock: Clock,
+        observer: Observer | None = None,
+        trusted: TrustedProxies | None = None,
+    ) -> None:
         self.service = service
         self.clock = clock
         self.observer = observer
-        self.hot = HotPath(service, clock, request_from_scope)
+        self.trusted = trusted or TrustedProxies.parse(DEFAULT_TRUSTED)
+        self.hot = HotPath(service, clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Parse the head (unless the dispatcher did) and answer the request."""
+        found = scope.get(SCOPE_KEY)
+        parsed = found if isinstance(found, RequestHead) else parse_head(scope, self.trusted)
+        if isinstance(parsed, Refusal):
+            await refuse(parsed, send)
+            return
+        await self.handle(parsed, receive, send)
+
+    async def handle(self, request: RequestHead, receive: Receive, send: Send) -> None:
+        """Answer ``request``, the edge's one parse of the head."""
+        if request.path == "*":
+            await answer_options_asterisk(send)
+            return
         started = self.clock.monotonic()
-        hot = await self.hot.serve(scope, send)
+        hot = await self.hot.serve(request, send)
         if isinstance(hot, Hit):
             if self.observer is not None:
-                self.observer.hit_done(scope, hot, self.clock.monotonic() - started)
+                self.observer.hit_done(request, hot, self.clock.monotonic() - started)
             return
-        request = request_from_scope(scope)
         body = request_body(receive) if has_body(request) else None
         answer = await self.service.handle(request, body, hot)
         headers = answer.headers
-        if request.headers.get("cache-debug") == "1" and is_loopback(request.client):
-            headers = [*headers, *self._debug_headers(answer)]
+        if request.headers.get("cache-debug") == "1" and self.trusted.trusts(request.client):
+            headers = [*headers, *self._debug_headers(answer), *self._key_parts_header(request, answer)]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         if answer.stream is None:
             await send({"type": "http.response.body", "body": answer.body})
@@ -130,9 +152,24 @@ class ProxyEndpoint:
     @staticmethod
     def _debug_headers(answer: Answer) -> list[tuple[bytes, bytes]]:
         pairs = [(b"cache-route", answer.route.encode("latin-1"))]
-        if "key" in answer.extra:
-            pairs.append((b"cache-key", answer.extra["key"].encode("latin-1")))
+        if answer.key is not None:
+            pairs.append((b"cache-key", answer.key.encode("latin-1")))
         return pairs
+
+    def _key_parts_header(self, request: RequestHead, answer: Answer) -> list[tuple[bytes, bytes]]:
+        """``Cache-Key-Parts``: what the opaque ``Cache-Key`` hashes, readable (``method="GET"; host="a"; ...``).
+
+        Shown only when the parts hash to the answer's key (rules reloaded mid-request would show another route's).
+        """
+        import json  # here, not at the top: this debug-only hunk stays separate from the request parsing above
+
+        from proxy.cache.keys import key_parts, primary_key
+
+        route = self.service.rules.current.match(request.method, request.host, request.path)
+        if answer.key is None or primary_key(request, route) != answer.key:
+            return []
+        text = "; ".join(f"{name}={json.dumps(value)}" for name, value in key_parts(request, route))
+        return [(b"cache-key-parts", text.encode("latin-1"))]
 
     async def _pump(self, answer: Answer, receive: Receive, send: Send) -> int:
         """Send a streamed body; stop and release the upstream as soon as the client disconnects."""

@@ -7,15 +7,18 @@ from, whether the request is looked up, and, given a response, whether it would 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.cache.keys import key_parts, primary_key
-from proxy.messages import Headers, RequestHead, ResponseHead
+from proxy.errors import ConfigError
+from proxy.messages import UNSAFE_METHODS, Headers, RequestHead, ResponseHead
 from proxy.rfc.decisions import DontStore, Reason
 from proxy.rfc.storable import assess
-from proxy.rules.match import UNSAFE_METHODS
 from proxy.rules.model import Route, Rules, RulesFile
+
+_BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")  # whitespace and controls never appear in a request target
 
 _WHY_NOT: dict[Reason, str] = {
     Reason.NO_STORE: "the response or the request says no-store (RFC 9111 §5.2.2.5)",
@@ -57,6 +60,9 @@ def request_from_url(method: str, url: str, headers: list[tuple[str, str]]) -> R
     """A request head for an absolute URL, or for a path with the host taken from ``Host``."""
     head = Headers(headers)
     parts = urlsplit(url)
+    absolute = parts.scheme in ("http", "https") and bool(parts.netloc)
+    if not (absolute or (not parts.scheme and not parts.netloc and url.startswith("/"))) or _BAD_TARGET.search(url):
+        raise ConfigError(f"not a URL: {url!r} (give http://host/path, or /path with -H 'Host: name')")
     host = parts.netloc.rpartition("@")[2] or head.get("host") or "localhost"
     return RequestHead(
         method=method.upper(),

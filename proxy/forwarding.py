@@ -3,12 +3,23 @@
 Both are pure functions of the configured upstream and our parsed ``RequestHead``; whatever HTTP client implements the
 origin port calls them, so the client can be swapped without touching what is sent. The upstream authority comes from
 configuration only: request bytes never choose it.
+
+Which request fields the upstream may see is decided once, by ``as_forwarded`` (``proxy.messages``, re-exported
+here), before the cache layer reads the request: the cache key, the Vary snapshot of a stored response, reuse
+decisions and the upstream request all read the same fields, so a field the upstream never saw cannot select or key a
+stored response.
 """
 
 from __future__ import annotations
 
-from proxy.messages import VIA, Headers, RequestHead
-from proxy.rfc.storable import HOP_BY_HOP
+import base64
+from urllib.parse import unquote, urlsplit
+
+from proxy.messages import HOP_BY_HOP, UNKEYED_FIELDS, Headers, RequestHead, as_forwarded, merged_via
+
+# ``as_forwarded`` and ``UNKEYED_FIELDS`` live in ``proxy.messages`` (the cache and rules layers read them and may not
+# import the client layer); they are re-exported here, where what is sent upstream is built.
+__all__ = ["UNKEYED_FIELDS", "Forwarding", "as_forwarded", "wire"]
 
 # Request-side only: credentials meant for this proxy (RFC 9110 §11.7.2), never for the origin.
 # Never forwarded as received: Proxy-Authorization is for this hop; Host is the upstream's (set by the client) unless
@@ -33,18 +44,40 @@ def wire(text: str) -> str:
 
 
 class Forwarding:
-    """Builds what goes upstream for one configured origin (``prefix``: scheme, authority and base path)."""
+    """Builds what goes upstream for one configured origin (``prefix``: scheme, authority and base path).
+
+    The configured URL is taken apart once: ``origin`` (scheme, host, port: never any userinfo), ``base_path``, and
+    the credentials of its userinfo, which travel only as this origin's ``Authorization: Basic`` (RFC 7617) and only
+    when the client sent no ``Authorization`` of its own.
+    """
 
     def __init__(self, prefix: str, *, preserve_host: bool = False) -> None:
-        self.prefix = prefix.rstrip("/")
+        parts = urlsplit(prefix)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        self.origin = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port is not None else "")
+        self.base_path = parts.path.rstrip("/")
+        self.prefix = self.origin + self.base_path
         self.preserve_host = preserve_host
+        self.credentials: str | None = None
+        if parts.username is not None or parts.password is not None:
+            userinfo = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            self.credentials = "Basic " + base64.b64encode(userinfo.encode("utf-8")).decode("ascii")
 
     def url(self, request: RequestHead) -> str:
-        """The upstream URL with the client's target appended exactly as sent (percent-encoding kept)."""
+        """The upstream URL: the configured origin and base path, then the client's path and query as sent
+        (percent-encoding kept). The edge admits only origin-form paths (``proxy.head``); anything else here is a bug.
+        """
+        if not request.path.startswith("/"):
+            raise ValueError(f"not an origin-form path: {request.path!r}")
         return self.prefix + wire(request.target)
 
     def headers(self, request: RequestHead, *, streamed: bool) -> Headers:
         """The end-to-end request fields to send upstream (RFC 9110 §7.6.1-§7.6.3), plus X-Forwarded-*.
+
+        ``request`` is expected to come from ``as_forwarded`` already (the cache layer derives it once); hop-by-hop
+        and Connection-named fields are removed here again only so that no caller can forward them by mistake.
 
         ``Expect`` is dropped: the edge server already answered 100-continue to the client (RFC 9110 §10.1.1
         lets a proxy do so). ``Host`` is left to the client (the upstream's authority) unless ``preserve_host``.
@@ -57,20 +90,22 @@ class Forwarding:
             drop = drop | {name.lower() for name in named}
         out: list[tuple[str, str]] = [("Host", wire(request.host))] if self.preserve_host else []
         via: list[str] = []
-        forwarded_for: list[str] = []
         for name, value in fields:
             lname = name.lower()
-            if lname in drop:
+            if lname in drop or lname == "x-forwarded-for":
                 continue
             if lname == "via":
                 via.append(value)
-            elif lname == "x-forwarded-for":
-                forwarded_for.append(value)
             else:
                 out.append((wire(name), wire(value)))
-        out.append(("Via", wire(", ".join([*via, VIA]))))
-        if request.client:
-            forwarded_for.append(request.client)
+        if self.credentials is not None and "authorization" not in fields:
+            out.append(("Authorization", self.credentials))
+        out.append(("Via", wire(merged_via(via))))
+        # The chain a trusted peer vouched for, once, then the peer itself (proxy.trust; issue: no duplicate).
+        forwarded_for = list(request.forwarded_for)
+        peer = request.peer or request.client
+        if peer:
+            forwarded_for.append(peer)
         if forwarded_for:
             out.append(("X-Forwarded-For", wire(", ".join(forwarded_for))))
         out.append(("X-Forwarded-Proto", request.scheme))

@@ -20,8 +20,7 @@ from typing import cast
 
 import httptools
 
-from proxy.messages import Headers
-from proxy.rfc.storable import HOP_BY_HOP
+from proxy.messages import HOP_BY_HOP, Headers
 
 NO_BODY_STATUSES = frozenset({204, 304})
 HIGH_WATER = 256 * 1024  # body bytes buffered before the socket stops being read

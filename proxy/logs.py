@@ -43,9 +43,10 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    silence_uvicorn_access()
 
 
 class AccessLog:
@@ -115,3 +116,15 @@ def open_access_log(target: str | None) -> int:
     if target == "-":
         return sys.stdout.fileno()
     return os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+
+def silence_uvicorn_access() -> None:
+    """The proxy writes its own access line (``cacheproxy.access``, with the cache outcome); uvicorn's never.
+
+    uvicorn's protocol writes its line only when ``uvicorn.access`` has a handler, through propagation included.
+    A worker process configures logging after uvicorn did (in the app factory), so this must hold whatever order
+    the two run in: otherwise ``--workers N`` logs every request twice and ``--no-access-log`` leaves one line.
+    """
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False

@@ -8,7 +8,7 @@ as on the wire (RFC 9110 §5.5), so every byte survives the round trip.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TypeVar
 
@@ -194,6 +194,50 @@ def split_list(value: str) -> list[str]:
 
 
 VIA = "1.1 cacheproxy"
+
+# RFC 9110 §9.2.1 and §9.2.2: the methods this proxy treats by their semantics; each set is spelled here only.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})  # invalidate on success (RFC 9111 §4.4)
+CACHEABLE_METHODS = frozenset({"GET", "HEAD"})  # what this cache stores and serves (a HEAD miss fetches the GET)
+
+# RFC 9110 §7.6.1: connection-specific fields, never stored or forwarded (plus those named in ``Connection``).
+HOP_BY_HOP: frozenset[str] = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "trailer",
+        "proxy-authenticate",
+    }
+)
+
+
+# Request fields that common origins and frameworks honour (to rewrite the path or method, or to pick the scheme or
+# host of absolute links) but that a cache key does not hold: an attacker who sends one gets a response stored under a
+# key that clean clients share. Stripped unless a route passes them (``pass_headers``), and a passed one joins the key.
+# ``Forwarded`` (RFC 7239) is stripped from every peer for now: the proxy sends its own X-Forwarded-* fields.
+UNKEYED_FIELDS: tuple[str, ...] = (
+    "X-Original-URL",
+    "X-Rewrite-URL",
+    "X-HTTP-Method-Override",
+    "X-Forwarded-Scheme",
+    "X-Host",
+    "Forwarded",
+)
+_UNKEYED = frozenset(name.lower() for name in UNKEYED_FIELDS)
+
+
+def merged_via(received: list[str]) -> str:
+    """RFC 9110 §7.6.3: the ``Via`` values received, in order, with this proxy's own member appended."""
+    return ", ".join([*received, VIA])
+
+
+# What an entry occupies beyond its body (``Entry.size``), measured with tracemalloc on CPython 3.11.
+FIELD_OVERHEAD = 440
+ENTRY_OVERHEAD = 2048
 # Fields the cache recomputes (Age) or keeps to itself (the origin's purge tags).
 HIDDEN_FIELDS = frozenset({"age", "surrogate-key", "cache-tag"})
 
@@ -215,8 +259,7 @@ def serving_headers(headers: Headers, body_length: int | None) -> list[tuple[byt
         out.append((lname.encode("latin-1"), value.encode("latin-1")))
     if body_length is not None and not has_length:
         out.append((b"content-length", str(body_length).encode()))
-    via.append(VIA)
-    out.append((b"via", ", ".join(via).encode("latin-1")))
+    out.append((b"via", merged_via(via).encode("latin-1")))
     return out
 
 
@@ -225,7 +268,10 @@ class RequestHead:
     """What the proxy knows about a request before its body.
 
     ``path`` is the raw path as the client sent it (percent-encoding kept byte for byte, latin-1 decoded);
-    ``query`` is the raw query string without ``?``; ``host`` is the Host the client asked for.
+    ``query`` is the raw query string without ``?``; ``host`` is the Host the client asked for. All three come from one
+    parse at the edge (``proxy.head``), which also checked the target form and that there is exactly one Host.
+    ``client`` is the client's address as the trusted forwarding chain gives it (``proxy.trust``), ``peer`` the
+    address of the socket, and ``forwarded_for`` the chain a trusted peer forwarded (empty from an untrusted one).
     """
 
     method: str
@@ -235,6 +281,8 @@ class RequestHead:
     query: str = ""
     headers: Headers = field(default_factory=Headers)
     client: str | None = None
+    peer: str | None = None
+    forwarded_for: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:
@@ -245,6 +293,24 @@ class RequestHead:
     def url(self) -> str:
         """The effective request URI (RFC 9110 §7.1)."""
         return f"{self.scheme}://{self.host}{self.target}"
+
+
+def as_forwarded(request: RequestHead, passed: frozenset[str] = frozenset()) -> RequestHead:
+    """``request`` with only the fields the upstream will see: the one derivation every later step reads.
+
+    Which request fields the upstream may see is decided once, here, before the cache layer reads the request
+    (``proxy.cache.service`` calls it after the route match; ``proxy.forwarding`` builds the upstream fields from its
+    result): the cache key, the Vary snapshot of a stored response, reuse decisions and the upstream request all read
+    the same fields, so a field the upstream never saw cannot select or key a stored response.
+
+    Removed: hop-by-hop fields and every field the client names in ``Connection`` (RFC 9110 §7.6.1), and the
+    unkeyed fields of ``UNKEYED_FIELDS`` except those in ``passed`` (lower-cased names, a route's ``pass_headers``).
+    The same object comes back when nothing is removed (the common case costs one set check).
+    """
+    fields = request.headers
+    drop = {*HOP_BY_HOP, *(name.lower() for name in fields.get_list("connection")), *(_UNKEYED - passed)}
+    kept = fields.without(*drop)
+    return request if kept is fields else replace(request, headers=kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,5 +364,12 @@ class Entry:
 
     @property
     def size(self) -> int:
-        """Bytes charged against a store's budget: body, headers and a fixed per-entry overhead."""
-        return len(self.body) + sum(len(k) + len(v) + 4 for k, v in self.head.headers) + len(self.url) + 256
+        """Bytes charged against a store's budget: what the entry really occupies in a Python process.
+
+        Measured with tracemalloc (issue 9 §3: memory bounded by the budget for small objects too): each header
+        line is held as text and again as prepared bytes (``wire_headers``) with their tuples and index slots,
+        about 440 bytes plus twice its length; the entry, its head, its indexes in the store and its derived values
+        about 2 KiB. Counting only the body and the header text undercounted a 16-byte object nine times.
+        """
+        fields = sum(2 * (len(k) + len(v)) + FIELD_OVERHEAD for k, v in self.head.headers)
+        return len(self.body) + fields + 2 * len(self.url) + ENTRY_OVERHEAD

@@ -17,12 +17,12 @@ no fields beyond ``Host`` and the body's framing.
 from __future__ import annotations
 
 import asyncio
-import base64
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from types import TracebackType
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.errors import (
@@ -173,6 +173,13 @@ class UpstreamResponse:
         self._released = True
         self._upstream._give_back(self._conn)
 
+    def __del__(self) -> None:
+        # Dropped unreleased: the connection is closed and its pool slot freed, so a slot can never leak for good.
+        if not self._released:
+            self._released = True
+            with suppress(Exception):  # at interpreter exit the loop may be gone
+                self._upstream._give_back(self._conn)
+
     async def __aenter__(self) -> UpstreamResponse:
         return self
 
@@ -197,20 +204,19 @@ class Upstream:
             raise ConfigError(f"upstream URL must be http(s)://host[:port][/prefix], got {config.url!r}")
         self._host = parts.hostname
         self._port = port or (443 if parts.scheme == "https" else 80)
-        self._origin = f"{parts.scheme}://{parts.netloc}"
         self._host_line = f"Host: {parts.netloc.rpartition('@')[2]}\r\n"  # the upstream's authority (RFC 9110 §7.2)
-        self._credentials = None
-        if parts.username is not None:  # configured userinfo: Basic credentials for the origin (RFC 7617)
-            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-            self._credentials = "Basic " + base64.b64encode(pair).decode("ascii")
-        self._prefix = (self._origin + parts.path).rstrip("/")
-        self._forwarding = Forwarding(self._prefix, preserve_host=config.preserve_host)
+        # Forwarding takes the configured URL apart: its origin never carries userinfo, whose credentials it sends
+        # as this origin's ``Authorization: Basic`` (RFC 7617) when the client sent none.
+        self._forwarding = Forwarding(config.url, preserve_host=config.preserve_host)
+        self._origin = self._forwarding.origin
+        self._prefix = self._forwarding.prefix
         self._tls: ssl.SSLContext | None = None
         if parts.scheme == "https":
             self._tls = ssl.create_default_context(cafile=config.ca_file)
         self._pool: Pool | None = None
         self._deadlines = Deadlines(min(1.0, config.read_timeout / 4))
         self._sweeper: asyncio.Task[None] | None = None
+        self.on_busy: Callable[[], None] | None = None  # counts a shed request (the metrics' hook)
 
     async def start(self) -> None:
         if self._pool is None:
@@ -265,6 +271,8 @@ class Upstream:
             except BaseException as exc:
                 self._pass_on(pool, waiter)
                 if isinstance(exc, TimeoutError):
+                    if self.on_busy is not None:
+                        self.on_busy()
                     raise UpstreamBusy(
                         f"all {pool.size} upstream connections stayed busy for {self.config.pool_timeout} s"
                     ) from exc
@@ -300,14 +308,12 @@ class Upstream:
         streamed = body is not None and not isinstance(body, bytes)
         target = self._forwarding.url(request)[len(self._origin) :] or "/"
         fields = self._forwarding.headers(request, streamed=streamed).items()
-        # Only Host, Authorization and Content-Length are looked for below: the rest need no lower-casing.
-        seen = {name.lower() for name, _ in fields if name[0] in "HhAaCc"}
+        # Only Host and Content-Length are looked for below: the rest need no lower-casing.
+        seen = {name.lower() for name, _ in fields if name[0] in "HhCc"}
         head = [f"{request.method} {target} HTTP/1.1\r\n"]
         if "host" not in seen:
             head.append(self._host_line)
         head += [f"{name}: {value}\r\n" for name, value in fields]
-        if self._credentials is not None and "authorization" not in seen:
-            head.append(f"Authorization: {self._credentials}\r\n")
         if streamed:
             if "content-length" not in seen:
                 head.append("Transfer-Encoding: chunked\r\n")

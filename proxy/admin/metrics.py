@@ -7,7 +7,8 @@ multiprocess mode: every worker writes its values to files in that directory and
 
 Store figures (bytes, entries, budget, evictions) are not counted by us but read from the store at scrape time
 (``refresh_stores``) and exposed by a collector: a shared store reports the same store-wide figures from every worker,
-so summing workers would be wrong. Store errors are per-worker counts, so they are turned into a real counter
+so summing workers would be wrong; the memory policy's evictions per queue and ghost hits (``eviction_stats``) are
+read the same way. Store errors are per-worker counts, so they are turned into a real counter
 (incremented by the difference since the last scrape) that multiprocess mode sums. Labels are bounded: outcomes,
 route names, status classes, store names and purge kinds, never URLs.
 """
@@ -25,7 +26,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from proxy.storage.abilities import Abilities, ErrorCounting
 from proxy.storage.base import Storage, StoreStats
+from proxy.storage.memory import EvictionStats
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -47,6 +50,10 @@ FAMILIES = (
     "cacheproxy_purged_entries_total",
     "cacheproxy_rule_reloads_total",
     "cacheproxy_store_errors_total",
+    "cacheproxy_policy_evictions_total",
+    "cacheproxy_ghost_hits_total",
+    "cacheproxy_upstream_pool_exhausted_total",
+    "cacheproxy_redis_used_memory_bytes",
 )
 
 
@@ -84,9 +91,17 @@ class StoreCollector(Collector):
 
     def __init__(self) -> None:
         self.stats: dict[str, StoreStats] = {}
+        self.eviction: dict[str, EvictionStats] = {}  # stores with a memory policy (memory, the two-tier L1)
 
     def collect(self) -> Iterator[Metric]:
-        stored = GaugeMetricFamily("cacheproxy_stored_bytes", "Bytes held by the store.", labels=["store"])
+        stored = GaugeMetricFamily(
+            "cacheproxy_stored_bytes", "Bytes of the cache's own entries in the store.", labels=["store"]
+        )
+        server = GaugeMetricFamily(
+            "cacheproxy_redis_used_memory_bytes",
+            "Redis' used_memory: the whole server (other data, indexes, buffers), not only the cache's entries.",
+            labels=["store"],
+        )
         entries = GaugeMetricFamily("cacheproxy_stored_entries", "Entries held by the store.", labels=["store"])
         budget = GaugeMetricFamily(
             "cacheproxy_store_budget_bytes", "The store's byte budget (memory stores).", labels=["store"]
@@ -100,7 +115,27 @@ class StoreCollector(Collector):
             if stats.budget is not None:
                 budget.add_metric([name], stats.budget)
             evictions.add_metric([name], stats.evictions)
-        yield from (stored, entries, budget, evictions)
+            if stats.server_memory is not None:
+                server.add_metric([name], stats.server_memory)
+        yield from (stored, entries, budget, evictions, server)
+        yield from self._collect_eviction()
+
+    def _collect_eviction(self) -> Iterator[Metric]:
+        by_queue = CounterMetricFamily(
+            "cacheproxy_policy_evictions",
+            "Live entries evicted by the memory policy, by the queue they left (s3fifo: small or main).",
+            labels=["store", "policy", "queue"],
+        )
+        ghost = CounterMetricFamily(
+            "cacheproxy_ghost_hits",
+            "Entries stored again while the policy remembered them as recently evicted (s3fifo's ghost queue).",
+            labels=["store", "policy"],
+        )
+        for name, ev in self.eviction.items():
+            for queue, count in ev.evictions.items():
+                by_queue.add_metric([name, ev.policy, queue], count)
+            ghost.add_metric([name, ev.policy], ev.ghost_hits)
+        yield from (by_queue, ghost)
 
 
 class Metrics:
@@ -140,27 +175,35 @@ class Metrics:
         self.store_errors = Counter(
             "cacheproxy_store_errors", "Store operations that failed or were skipped.", ["store", "op"], registry=reg
         )
+        self.upstream_pool_exhausted = Counter(
+            "cacheproxy_upstream_pool_exhausted",
+            "Requests shed because no upstream connection came free within the pool wait (answered stale or 503).",
+            registry=reg,
+        )
         self.stores = StoreCollector()
         reg.register(self.stores)
         self._seen_errors: dict[tuple[str, str], int] = {}
 
-    async def refresh_stores(self, stores: Iterable[Storage]) -> dict[str, StoreStats]:
-        """Read every store's figures (a failing store is left out) and turn error counts into counter steps."""
+    async def refresh_stores(self, stores: Iterable[tuple[Storage, Abilities]]) -> dict[str, StoreStats]:
+        """Read every store's figures (a failing store is left out), turn error counts into counter steps, and read
+        the eviction policy's figures of the stores that evict by one."""
         found: dict[str, StoreStats] = {}
-        for store in stores:
+        eviction: dict[str, EvictionStats] = {}
+        for store, abilities in stores:
             try:
                 found[store.name] = await store.stats()
             except Exception:  # a store that cannot report is shown by readyz; the scrape still answers
                 continue
-            self._count_store_errors(store)
+            if abilities.error_counting is not None:
+                self._count_store_errors(store, abilities.error_counting)
+            if abilities.evicting is not None:
+                eviction[store.name] = abilities.evicting.eviction_stats()
         self.stores.stats = found
+        self.stores.eviction = eviction
         return found
 
-    def _count_store_errors(self, store: Storage) -> None:
-        counts = getattr(store, "error_counts", None)
-        if not callable(counts):
-            return
-        for op, total in counts().items():
+    def _count_store_errors(self, store: Storage, counting: ErrorCounting) -> None:
+        for op, total in counting.error_counts().items():
             ident = (store.name, str(op))
             step = int(total) - self._seen_errors.get(ident, 0)
             if step > 0:

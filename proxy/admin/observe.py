@@ -20,19 +20,19 @@ import os
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from proxy.admin.metrics import Metrics, status_class
-from proxy.cache.answers import Answer, CacheOutcome
-from proxy.cache.hot import Hit
+from proxy.cache.answer import Answer, CacheOutcome
 from proxy.clock import Clock
 from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from proxy.logs import AccessLog, open_access_log
 from proxy.messages import RequestHead
 
 if TYPE_CHECKING:
-    from proxy.app import Runtime
+    from proxy.hot import Hit
+    from proxy.runtime import Runtime
 
 ACCESS_LOGGER = "cacheproxy.access"
 
@@ -98,6 +98,9 @@ class Traffic:
             "outcomes": dict(self.outcomes),
             "requests": total,
             "hit_ratio": ratio(from_cache, cacheable_total),
+            "from_cache": from_cache,
+            "cacheable": cacheable_total,
+            "bypassed": self.outcomes[CacheOutcome.BYPASS],
             "bucket_seconds": BUCKET_SECONDS,
             "series": series,
             "routes": routes,
@@ -202,17 +205,15 @@ class AdminObserver:
             if self.access_log is not None:
                 self.access_log.flush()
 
-    def hit_done(self, scope: MutableMapping[str, Any], hit: Hit, duration: float) -> None:
-        """A hot-path hit: the same counts as ``request_done``; the log record is read off the scope, no parse."""
+    def hit_done(self, request: RequestHead, hit: Hit, duration: float) -> None:
+        """A hot-path hit: the same counts as ``request_done``."""
         self.tally.add(CacheOutcome.HIT, hit.route, duration)
         if self.access_log is not None:
-            client = scope.get("client")
-            raw_path: bytes | None = scope.get("raw_path")
             self.access_log.append(
                 AccessRecord(
                     self.clock.now(),
-                    scope["method"],
-                    (raw_path, scope.get("query_string", b"")) if raw_path else _scope_target(scope),
+                    request.method,
+                    request.target,
                     hit.status,
                     CacheOutcome.HIT,
                     "",
@@ -220,7 +221,10 @@ class AdminObserver:
                     None,
                     duration,
                     hit.sent,
-                    client[0] if client else None,
+                    request.client,
+                    hit.key,
+                    hit.sent,
+                    True,
                 )
             )
 
@@ -243,11 +247,15 @@ class AdminObserver:
                     duration,
                     sent,
                     request.client,
+                    answer.key,
+                    body_size(answer, sent),
+                    is_storable(answer),
                 )
             )
 
     def _upstream_done(self, answer: Answer) -> None:
-        self.tally.add_upstream(status_class(answer.extra.get("upstream_status")), answer.upstream_time)
+        status = None if answer.upstream is None else answer.upstream.status
+        self.tally.add_upstream(status_class(status), answer.upstream_time)
 
     def rules_reloaded(self, ok: bool, problems: list[str]) -> None:
         """The ``RulesHolder.on_reload`` hook."""
@@ -277,12 +285,11 @@ class AccessRecord(NamedTuple):
     duration: float
     bytes: int
     client: str | None
-
-
-def _scope_target(scope: MutableMapping[str, Any]) -> str:
-    query: bytes = scope.get("query_string", b"")
-    path: str = scope["path"]
-    return f"{path}?{query.decode('latin-1')}" if query else path
+    # what ``cacheproxy simulate`` and ``warm --from-log`` replay (``proxy.tracelog``): the cache key (None when
+    # bypassed), the response body's length, and whether the cache holds the response (served from it, or stored)
+    key: str | None = None
+    size: int = 0
+    storable: bool = False
 
 
 def record_target(record: AccessRecord) -> str:
@@ -367,6 +374,29 @@ def line_formatter(log_format: str) -> Callable[[AccessRecord], str]:
     """Format one record (``lines_formatter`` for a batch)."""
     batch = lines_formatter(log_format)
     return lambda record: batch((record,))[0]
+
+
+def body_size(answer: Answer, sent: int) -> int:
+    """The response body's length: the bytes in hand, the Content-Length of a streamed one, else what was sent."""
+    if answer.body:
+        return len(answer.body)
+    if answer.stream is not None:
+        for name, value in answer.headers:
+            if name == b"content-length" and value.isdigit():
+                return int(value)
+    return sent
+
+
+def is_storable(answer: Answer) -> bool:
+    """True when the answer came from the cache or its response was stored (``stored`` in Cache-Status)."""
+    if answer.outcome in FROM_CACHE:
+        return True
+    if answer.outcome is not CacheOutcome.MISS:
+        return False
+    for name, value in answer.headers:
+        if name == b"cache-status":
+            return any(part.strip() == b"stored" for part in value.split(b";"))
+    return False
 
 
 def build_observer(runtime: Runtime) -> AdminObserver:

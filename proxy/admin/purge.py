@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Literal
 from proxy.admin.auth import forbid, is_allowed
 from proxy.endpoint import Receive, Scope, Send, request_from_scope
 from proxy.errors import StorageError
+from proxy.runtime import Runtime
 from proxy.storage.base import Storage
 
 if TYPE_CHECKING:
     from proxy.admin.observe import AdminObserver
-    from proxy.app import Runtime
 
 Kind = Literal["url", "prefix", "tag"]
 KINDS: tuple[Kind, ...] = ("url", "prefix", "tag")
@@ -63,23 +63,24 @@ def absolute_url(url: str, scheme: str, host: str) -> str:
 
 def distinct_stores(runtime: Runtime) -> list[Storage]:
     """Each store once, even when two names point at the same object."""
-    seen: dict[int, Storage] = {}
-    for store in runtime.stores.values():
-        seen.setdefault(id(store), store)
+    return [store for _, store in distinct_named_stores(runtime)]
+
+
+def distinct_named_stores(runtime: Runtime) -> list[tuple[str, Storage]]:
+    """Each store once with the first name it goes by."""
+    seen: dict[int, tuple[str, Storage]] = {}
+    for name, store in runtime.stores.items():
+        seen.setdefault(id(store), (name, store))
     return list(seen.values())
 
 
 async def purge(runtime: Runtime, what: PurgeRequest, *, scheme: str, host: str) -> int:
     """Remove what ``what`` names; return how many entries went. Raises ``StorageError`` when a store failed."""
+    # Through the cache driver, so fetches in flight do not store what the purge removes (RFC 9111 §4.4).
     if what.kind == "url":
         count = await runtime.service.invalidate([absolute_url(what.value, scheme, host)], strict=True)
     else:
-        count = 0
-        for store in distinct_stores(runtime):
-            if what.kind == "prefix":
-                count += await store.delete_prefix(what.value)
-            else:
-                count += await store.delete_tag(what.value)
+        count = await runtime.service.purge(what.kind, what.value)
     observer = _observer(runtime)
     if observer is not None:
         observer.purged(what.kind, count)
@@ -113,7 +114,7 @@ class PurgeMethod:
         self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not is_allowed(scope, self.runtime.settings.admin_token):
+        if not is_allowed(scope, self.runtime.settings.admin_token, self.runtime.settings.trusted):
             await forbid(send)
             return
         request = request_from_scope(scope)

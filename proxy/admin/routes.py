@@ -13,7 +13,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -21,15 +21,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from proxy.admin.auth import AdminGuard
+from proxy.admin.auth import AdminGuard, admin_hosts
 from proxy.admin.metrics import CONTENT_TYPE
 from proxy.admin.observe import AdminObserver
-from proxy.admin.purge import MAX_BODY, PurgeRequestError, distinct_stores, parse_purge, purge
+from proxy.admin.purge import MAX_BODY, PurgeRequestError, distinct_named_stores, parse_purge, purge
 from proxy.errors import StorageError
+from proxy.runtime import Runtime
+from proxy.storage.abilities import Abilities
 from proxy.storage.base import Storage
-
-if TYPE_CHECKING:
-    from proxy.app import Runtime
+from proxy.storage.memory import EvictionStats
 
 NO_STORE = {"cache-control": "no-store"}
 READY_TIMEOUT = 5.0  # a probe that hangs longer is "unreachable" (set the probe's timeoutSeconds above this)
@@ -57,23 +57,36 @@ def page_policy(html: str) -> str:
     )
 
 
-async def store_state(store: Storage) -> str:
+async def store_state(store: Storage, abilities: Abilities) -> str:
     """``ok`` or ``degraded`` (a failing ping, or a store that says it runs degraded, e.g. an open breaker)."""
     try:
         async with asyncio.timeout(READY_TIMEOUT):
             alive = await store.ping()
     except Exception:  # readiness reports any failure as degraded rather than failing the probe
         alive = False
-    return "ok" if alive and not getattr(store, "degraded", False) else "degraded"
+    degraded = abilities.degradable is not None and abilities.degradable.degraded
+    return "ok" if alive and not degraded else "degraded"
 
 
 async def upstream_state(runtime: Runtime) -> str:
     try:
         async with asyncio.timeout(READY_TIMEOUT):
-            alive = await runtime.upstream.ping()
+            alive = await runtime.origin.ping()
     except (TimeoutError, RuntimeError):
         alive = False
     return "ok" if alive else "unreachable"
+
+
+def _reporting(runtime: Runtime) -> list[tuple[Storage, Abilities]]:
+    """Each store once, with what it can report beyond ``stats`` (error counts, eviction figures)."""
+    return [(store, runtime.abilities_of(name)) for name, store in distinct_named_stores(runtime)]
+
+
+def eviction_fields(stats: EvictionStats | None) -> dict[str, Any]:
+    """The status page's policy columns of one store (nulls for a store without a memory policy)."""
+    if stats is None:
+        return {"policy": None, "evictions_by_queue": None, "ghost_hits": None}
+    return {"policy": stats.policy, "evictions_by_queue": stats.evictions, "ghost_hits": stats.ghost_hits}
 
 
 def build_admin(runtime: Runtime, lifespan: Any) -> Starlette:
@@ -88,7 +101,7 @@ def build_admin(runtime: Runtime, lifespan: Any) -> Starlette:
 
     async def readyz(_request: Request) -> Response:
         upstream = await upstream_state(runtime)
-        stores = {name: await store_state(store) for name, store in runtime.stores.items()}
+        stores = {name: await store_state(store, runtime.abilities_of(name)) for name, store in runtime.stores.items()}
         body = {
             "upstream": upstream,
             "store": "ok" if all(state == "ok" for state in stores.values()) else "degraded",
@@ -97,15 +110,16 @@ def build_admin(runtime: Runtime, lifespan: Any) -> Starlette:
         return JSONResponse(body, status_code=200 if upstream == "ok" else 503, headers=NO_STORE)
 
     async def metrics(_request: Request) -> Response:
-        await observer.metrics.refresh_stores(distinct_stores(runtime))
+        await observer.metrics.refresh_stores(_reporting(runtime))
         return Response(observer.metrics.render(), media_type=CONTENT_TYPE, headers=NO_STORE)
 
     async def stats(_request: Request) -> Response:
-        found = await observer.metrics.refresh_stores(distinct_stores(runtime))
+        found = await observer.metrics.refresh_stores(_reporting(runtime))
         body = observer.snapshot()
         body["worker"] = os.getpid()
         body["stores"] = [
             {"name": name, "entries": s.entries, "bytes": s.bytes, "budget": s.budget, "evictions": s.evictions}
+            | eviction_fields(observer.metrics.stores.eviction.get(name))
             for name, s in found.items()
         ]
         return JSONResponse(body, headers=NO_STORE)
@@ -144,5 +158,7 @@ def build_admin(runtime: Runtime, lifespan: Any) -> Starlette:
         AdminGuard,
         token=runtime.settings.admin_token,
         open_paths=frozenset({prefix + "/healthz", prefix + "/readyz"}),
+        trusted=runtime.settings.trusted,
+        hosts=admin_hosts(runtime.settings.admin_hosts),
     )
     return Starlette(routes=routes, middleware=[guard], lifespan=lifespan)

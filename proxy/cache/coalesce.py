@@ -10,7 +10,8 @@ does not cancel what the followers wait on. The leader publishes one ``Outcome``
 - ``Failed(error)`` when the upstream failed: every follower answers with the same error (or its stale entry).
 
 Followers wait at most the route's coalescing timeout. Outcomes are immutable snapshots; nothing is awaited while the
-flight table is being changed.
+flight table is being changed. An invalidation detaches the flights it covers (``detach``): they run on for their
+own clients and followers, but a request that arrives after the invalidation leads a new flight (RFC 9111 §4.4).
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.errors import UpstreamError
 from proxy.messages import Entry
 from proxy.rfc.decisions import Reason
+from proxy.storage.abilities import Lease
+
+__all__ = ["Coalescer", "Failed", "Flight", "Lease", "NotShared", "Outcome", "Shared", "run_detached"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,29 +52,14 @@ class Failed:
 Outcome = Shared | NotShared | Failed
 
 
-class Lease(Protocol):
-    """A cross-process lease on a key (Redis ``SET NX PX``), held by the process that fetches it."""
-
-    async def acquire(self, key: str) -> bool:
-        """Take the lease; False when another process holds it (or the lease store is unavailable: then True)."""
-        ...
-
-    async def wait(self, key: str, timeout: float) -> None:
-        """Return when the holder announces the key is done, the lease expires, or ``timeout`` passes."""
-        ...
-
-    async def release(self, key: str) -> None:
-        """Give the lease up and wake the processes waiting on it."""
-        ...
-
-
 class Flight:
     """One in-progress fetch for a key. ``publish`` may be called many times; only the first outcome counts."""
 
-    __slots__ = ("_future", "background", "key")
+    __slots__ = ("_future", "background", "key", "path")
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, path: str = "") -> None:
         self.key = key
+        self.path = path  # the URL path (and query) fetched, for prefix invalidation
         self.background = False  # a stale-while-revalidate refresh: requests are served stale, not held for it
         self._future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
 
@@ -108,21 +97,23 @@ class Coalescer:
     def __len__(self) -> int:
         return len(self._flights)
 
-    def join(self, key: str) -> tuple[Flight, bool]:
+    def join(self, key: str, path: str = "") -> tuple[Flight, bool]:
         """The flight for ``key`` and whether the caller leads it (True) or follows (False)."""
         flight = self._flights.get(key)
         if flight is not None:
             return flight, False
-        flight = Flight(key)
+        flight = Flight(key, path)
         self._flights[key] = flight
         return flight, True
 
-    def land(self, flight: Flight, fallback: Outcome) -> None:
-        """End ``flight``: publish ``fallback`` if the leader published nothing, and forget it."""
-        flight.publish(fallback)
-        if self._flights.get(flight.key) is flight:
-            del self._flights[flight.key]
-        if isinstance(flight.outcome, NotShared):
+    def finish(self, flight: Flight, default: Outcome) -> None:
+        """End ``flight``: publish ``default`` if the leader published nothing, and forget it."""
+        flight.publish(default)
+        if self._flights.get(flight.key) is not flight:
+            return  # detached by an invalidation: what it learnt about the key is out of date
+        del self._flights[flight.key]
+        outcome = flight.outcome
+        if isinstance(outcome, NotShared) and outcome.reason is not Reason.INVALIDATED:
             self._unshared[flight.key] = self._clock.monotonic() + self._hit_for_miss
             self._unshared.move_to_end(flight.key)
             if len(self._unshared) > self._memory:
@@ -139,6 +130,14 @@ class Coalescer:
             del self._unshared[key]
             return False
         return True
+
+    def detach(self, covers: Callable[[Flight], bool]) -> int:
+        """Forget the flights ``covers`` picks (an invalidation covers them): newcomers lead new flights. Each
+        detached flight still ends through ``finish``, which then leaves the table alone."""
+        doomed = [key for key, flight in self._flights.items() if covers(flight)]
+        for key in doomed:
+            del self._flights[key]
+        return len(doomed)
 
     def current(self, key: str) -> Flight | None:
         """The flight in progress for ``key``, if any."""

@@ -5,6 +5,9 @@ HEAD), the scheme, the lower-cased host (RFC 3986 §6.2.2.1), the path exactly a
 kept: ``/a%2Fb`` and ``/a/b`` can be different resources), the query after the route's shaping, and the values of
 the request headers and cookies the route adds to the key. Every part is length-prefixed before hashing, so no
 two different part lists hash the same text, and an absent header or cookie differs from an empty one.
+
+Header and cookie values go into a suffix after the URL part (``c:<url hash>.<values hash>``), so that a store can
+find every key of one URL (``proxy.storage.base.GROUP_SEP``): invalidation and purge by URL use ``url_key``.
 """
 
 from __future__ import annotations
@@ -14,20 +17,37 @@ from urllib.parse import unquote_plus
 
 from proxy.messages import RequestHead
 from proxy.rules.model import KeySpec, Route
+from proxy.storage.base import GROUP_SEP
 
 ABSENT = "(absent)"  # how key_parts shows a header or cookie missing from the request
 
 
 def primary_key(request: RequestHead, route: Route) -> str:
-    """A short stable key for ``request`` under ``route``: ``c:`` and 32 hex digits of a SHA-256."""
+    """A short stable key for ``request`` under ``route``: ``c:`` and 32 hex digits of a SHA-256 of the URL part,
+    then, when the route keys on headers or cookies, ``.`` and 16 hex digits of a SHA-256 of all the parts."""
     spec = route.key
+    text = _url_text(request, spec)
+    base = "c:" + _digest(text)[:32]
+    if not (spec.headers or spec.cookies):
+        return base
+    text += "".join(_encode(v) for _, v in _extra_parts(request, spec))
+    return base + GROUP_SEP + _digest(text)[:16]
+
+
+def url_key(request: RequestHead, route: Route) -> str:
+    """The URL part of ``primary_key``: deleting it removes the entries of every key shape of this URL."""
+    return "c:" + _digest(_url_text(request, route.key))[:32]
+
+
+def _url_text(request: RequestHead, spec: KeySpec) -> str:
     method = "GET" if request.method in ("GET", "HEAD") else request.method
     query = shape_query(request.query, spec) if spec.shapes_query else request.query
     host = request.host.lower()
-    text = f"{method}\x00{request.scheme}\x00{len(host)}:{host}{len(request.path)}:{request.path}{len(query)}:{query}"
-    if spec.headers or spec.cookies:
-        text += "".join(_encode(v) for _, v in _extra_parts(request, spec))
-    return "c:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{method}\x00{request.scheme}\x00{len(host)}:{host}{len(request.path)}:{request.path}{len(query)}:{query}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def key_parts(request: RequestHead, route: Route) -> list[tuple[str, str]]:
@@ -47,21 +67,29 @@ def key_parts(request: RequestHead, route: Route) -> list[tuple[str, str]]:
 def shape_query(query: str, spec: KeySpec) -> str:
     """The query as it enters the key: ignored parameters dropped, only kept ones left, sorted if asked.
 
-    Parameters are compared by their decoded name; the kept ones keep their original encoding. Sorting is by
-    name and stable, so repeated parameters keep their relative order (``ids=2&ids=1`` stays distinct).
+    Parameters are split on ``&`` and compared by their decoded name; the kept ones keep their original encoding.
+    Sorting is by name and stable, so repeated parameters keep their relative order (``ids=2&ids=1`` stays
+    distinct). A parameter containing ``;`` (raw or as ``%3B``) is never left out: an origin that also splits on
+    ``;`` would read ``utm_x=1;callback=evil`` as two parameters, and dropping it would store the answer to
+    ``callback=evil`` under the clean URL's key.
     """
     if not query:
         return ""
     named = [(unquote_plus(p.partition("=")[0]), p) for p in query.split("&") if p]
     if spec.ignore_re is not None:
         ignore = spec.ignore_re
-        named = [(n, p) for n, p in named if ignore.match(n) is None]
+        named = [(n, p) for n, p in named if ignore.match(n) is None or _may_hide_a_parameter(p)]
     if spec.keep_re is not None:
         keep = spec.keep_re
-        named = [(n, p) for n, p in named if keep.match(n) is not None]
+        named = [(n, p) for n, p in named if keep.match(n) is not None or _may_hide_a_parameter(p)]
     if spec.sort_params:
         named.sort(key=lambda item: item[0])
     return "&".join(p for _, p in named)
+
+
+def _may_hide_a_parameter(param: str) -> bool:
+    """Whether an origin splitting on ``;`` (as well as ``&``) may read more parameters in ``param``."""
+    return ";" in param or "%3b" in param.lower()
 
 
 def _extra_parts(request: RequestHead, spec: KeySpec) -> list[tuple[str, str | None]]:

@@ -1,8 +1,9 @@
-"""A thread-safe LRU cache with per-entry time-to-live: the storage behind ``proxy.memo.cached``.
+"""A thread-safe cache with per-entry time-to-live: the storage behind ``proxy.memo.cached``.
 
-Entries live in an ``OrderedDict`` in recency order (oldest first), so get, set and delete are O(1). Size is
-counted in entries or, with ``getsizeof``, as a weight budget (the cachetools model: ``maxsize`` is then the
-total weight, and a value heavier than the whole budget is not stored, which is not an error).
+Entries live in a dict; the eviction order is kept by a policy of ``proxy.storage.eviction`` (``policy="lru"``
+by default, as the name says; ``s3fifo``, ``lfu``, ``fifo`` and ``sieve`` too), so get, set and delete are O(1).
+Size is counted in entries or, with ``getsizeof``, as a weight budget (the cachetools model: ``maxsize`` is then
+the total weight, and a value heavier than the whole budget is not stored, which is not an error).
 
 Entries past their deadline are invisible: ``get`` misses, ``in`` is false, ``len`` does not count them.
 Deadlines are also kept in a heap, so ``len`` and eviction drop expired entries first at amortised O(log n);
@@ -18,12 +19,12 @@ from __future__ import annotations
 import heapq
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from proxy.clock import SYSTEM_CLOCK, Clock
+from proxy.storage.eviction import EvictionPolicy, make_policy
 
 __all__ = ["CacheInfo", "CacheStats", "LRUCache", "check_ttl"]
 
@@ -72,7 +73,8 @@ def check_ttl(ttl: float | None) -> None:
 
 
 class LRUCache:
-    """Least-recently-used cache bounded by entry count (or weight) with optional per-entry time-to-live."""
+    """A cache bounded by entry count (or weight) with optional per-entry time-to-live; least recently used goes
+    first unless ``policy`` names another eviction policy."""
 
     def __init__(
         self,
@@ -81,6 +83,7 @@ class LRUCache:
         *,
         clock: Clock = SYSTEM_CLOCK,
         getsizeof: Callable[[Any], int] | None = None,
+        policy: str = "lru",
     ) -> None:
         if maxsize < 0:
             raise ValueError(f"maxsize must be >= 0, not {maxsize!r}")
@@ -90,7 +93,8 @@ class LRUCache:
         self._clock = clock
         self._getsizeof = getsizeof
         self._lock = threading.Lock()
-        self._data: OrderedDict[Hashable, _Item] = OrderedDict()
+        self._policy: EvictionPolicy[Hashable] = make_policy(policy, maxsize)
+        self._data: dict[Hashable, _Item] = {}
         self._deadlines: list[tuple[float, int, Hashable]] = []
         self._seq = 0
         self._currsize = 0
@@ -99,6 +103,11 @@ class LRUCache:
     @property
     def maxsize(self) -> int:
         return self._maxsize
+
+    @property
+    def policy(self) -> str:
+        """The name of the eviction policy."""
+        return self._policy.name
 
     @property
     def ttl(self) -> float | None:
@@ -119,12 +128,12 @@ class LRUCache:
         return self._misses
 
     def get(self, key: Hashable, default: Any = None) -> Any:
-        """The value for ``key`` (now the most recently used), or ``default``; counts a hit or a miss."""
+        """The value for ``key`` (a hit for the policy: LRU makes it the most recent), or ``default``."""
         now = self._clock.monotonic()
         with self._lock:
             item = self._data.get(key)
             if item is not None and now < item.deadline:
-                self._data.move_to_end(key)
+                self._policy.touch(key)
                 self._hits += 1
                 return item.value
             self._misses += 1
@@ -134,7 +143,7 @@ class LRUCache:
         return default
 
     def peek(self, key: Hashable, default: Any = None) -> Any:
-        """Like ``get`` but leaves the recency order and the counters alone."""
+        """Like ``get`` but leaves the eviction order and the counters alone."""
         now = self._clock.monotonic()
         with self._lock:
             item = self._data.get(key)
@@ -157,11 +166,13 @@ class LRUCache:
             dropped: list[_Item] = []
             old = self._data.pop(key, None)
             if old is not None:
+                self._policy.remove(key)
                 self._currsize -= old.size
                 dropped.append(old)
             if size <= self._maxsize:
                 self._seq += 1
                 self._data[key] = _Item(value, deadline, size, self._seq)
+                self._policy.insert(key, size)
                 self._currsize += size
                 if ttl is not None:
                     heapq.heappush(self._deadlines, (deadline, self._seq, key))
@@ -175,13 +186,15 @@ class LRUCache:
         with self._lock:
             item = self._data.pop(key, None)
             if item is not None:
+                self._policy.remove(key)
                 self._currsize -= item.size
         return item is not None and now < item.deadline
 
     def clear(self) -> None:
         """Remove every entry; the counters are kept."""
         with self._lock:
-            data, self._data = self._data, OrderedDict()
+            data, self._data = self._data, {}
+            self._policy.clear()
             self._deadlines = []
             self._currsize = 0
         del data
@@ -214,12 +227,15 @@ class LRUCache:
             return item is not None and now < item.deadline
 
     def __repr__(self) -> str:
-        return f"<LRUCache maxsize={self._maxsize} ttl={self._ttl} currsize={self._currsize}>"
+        return (
+            f"<LRUCache maxsize={self._maxsize} ttl={self._ttl} currsize={self._currsize} policy={self._policy.name}>"
+        )
 
     # Below: called with the lock held.
 
     def _drop(self, key: Hashable, item: _Item, *, expired: bool) -> None:
         del self._data[key]
+        self._policy.remove(key)
         self._currsize -= item.size
         if expired:
             self._expirations += 1
@@ -239,12 +255,13 @@ class LRUCache:
         return dropped
 
     def _make_room(self, now: float) -> list[_Item]:
-        """Expired entries go first, then the least recently used."""
+        """Expired entries go first, then the policy's victims."""
         if self._currsize <= self._maxsize:
             return []
         dropped = self._purge(now)
         while self._currsize > self._maxsize:
-            key, item = next(iter(self._data.items()))
+            key, _queue = self._policy.victim()
+            item = self._data[key]
             self._drop(key, item, expired=False)
             dropped.append(item)
         return dropped

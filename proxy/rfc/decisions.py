@@ -20,6 +20,7 @@ class Reason(StrEnum):
     MAX_STALE = "max-stale"  # the client accepted a stale response (request max-stale)
     # Not served from cache (RFC 9211 fwd reasons are in ``Fwd``).
     NOT_STORED = "not-stored"  # nothing under this key
+    PARTIAL = "partial"  # only part of the response is stored, not what the request needs (RFC 9111 §3.3)
     VARY_MISMATCH = "vary-mismatch"
     STALE = "stale"  # stale, must go upstream
     NO_VALIDATOR = "no-validator"  # stale and nothing to revalidate with: refetch
@@ -33,6 +34,7 @@ class Reason(StrEnum):
     ONLY_IF_CACHED = "only-if-cached"
     RULE = "rule"  # the route bypasses the cache
     METHOD = "method"
+    REQUEST_BODY = "request-body"  # a GET or HEAD with a body: forwarded with it, never served or stored
     # Not stored.
     NO_STORE = "no-store"
     PRIVATE = "private"
@@ -42,11 +44,15 @@ class Reason(StrEnum):
     MUST_UNDERSTAND = "must-understand"
     VARY_STAR = "vary-star"
     TOO_LARGE = "too-large"
-    # Upstream trouble.
+    # Upstream trouble: one per ``proxy.errors.UpstreamError`` class, the same token as its ``detail``.
     UPSTREAM_ERROR = "upstream-error"
-    UPSTREAM_TIMEOUT = "upstream-timeout"
+    CONNECT_FAILED = "connect-failed"
+    UPSTREAM_TIMEOUT = "timeout"
+    PROTOCOL_ERROR = "protocol-error"
+    POOL_EXHAUSTED = "pool-exhausted"
     COALESCE_TIMEOUT = "coalesce-timeout"
-    STORE_ERROR = "store-error"
+    STORE_UNAVAILABLE = "store-unavailable"  # the store did not take the entry: down, timed out, or breaker open
+    INVALIDATED = "invalidated"  # an invalidation covering it came while it was fetched (RFC 9111 §4.4)
 
 
 class Fwd(StrEnum):
@@ -59,6 +65,7 @@ class Fwd(StrEnum):
     MISS = "miss"
     REQUEST = "request"
     STALE = "stale"
+    PARTIAL = "partial"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,24 +85,30 @@ class Serve:
 class Revalidate:
     """Send a conditional request for ``entry`` (RFC 9111 §4.3.1).
 
-    ``stale_if_error``: the entry may be served instead of an upstream error (RFC 5861 §4).
+    ``stale_if_error``: the entry may be served instead of an upstream error (RFC 5861 §4). ``sole``: the entry is
+    the only response stored under its key, so a 304 without validators can only be about it (RFC 9111 §4.3.4).
     """
 
     entry: Entry
     reason: Reason
     stale_if_error: bool = False
+    sole: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class Forward:
     """Fetch from the upstream without a stored validator.
 
-    ``fallback`` is an entry usable under stale-if-error when the upstream fails, if any.
+    ``fallback`` is an entry usable under stale-if-error when the upstream fails, if any. ``partial``: a stored
+    incomplete response the answer may be combined with (RFC 9111 §3.4); ``range``: the narrowed ``Range`` to ask
+    for instead of the client's, when that partial covers part of it (§3.3).
     """
 
     fwd: Fwd
     reason: Reason
     fallback: Entry | None = None
+    partial: Entry | None = None
+    range: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +137,3 @@ class Store:
 @dataclass(frozen=True, slots=True)
 class DontStore:
     reason: Reason
-
-
-StoreVerdict = Store | DontStore

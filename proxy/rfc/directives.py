@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from proxy.messages import Headers, split_list
+from proxy.rfc.targeted import parse_targeted
 
 # RFC 9111 §1.2.2: a delta-seconds that does not fit is taken as 2^31.
 DELTA_MAX = 2_147_483_648
@@ -140,7 +141,8 @@ def response_directives(headers: Headers, targets: tuple[str, ...] = CDN_TARGETS
     """The directives this cache obeys for a response (parsed once per ``Headers`` object: stored heads are reused).
 
     RFC 9213 §2.2: the first targeted field with a valid, non-empty value wins, and Cache-Control (and Expires) are then
-    ignored; otherwise Cache-Control applies.
+    ignored; otherwise Cache-Control applies. A targeted field that is not a valid Structured Field Dictionary, or
+    that gives a known directive the wrong type, counts as absent (RFC 9213 §2.1, ``proxy.rfc.targeted``).
     """
     key = "response-directives" if targets is CDN_TARGETS else ("response-directives", targets)
     return headers.derived(key, lambda h: _response_directives(h, targets))
@@ -148,9 +150,7 @@ def response_directives(headers: Headers, targets: tuple[str, ...] = CDN_TARGETS
 
 def _response_directives(headers: Headers, targets: tuple[str, ...]) -> Directives:
     for target in targets:
-        values = headers.get_all(target)
-        if values:
-            parsed = parse_directives(values, targeted=True)
-            if parsed:
-                return parsed
+        parsed = parse_targeted(headers.get_all(target))
+        if parsed is not None:
+            return Directives(MappingProxyType(parsed), targeted=True)
     return parse_directives(headers.get_all("cache-control"))

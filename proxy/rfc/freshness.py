@@ -7,7 +7,7 @@ from "explicitly stale" (``0``). Time is an argument: ``response_time`` stands i
 from __future__ import annotations
 
 from proxy.messages import ResponseHead
-from proxy.rfc.age import parse_http_date
+from proxy.rfc.dates import date_field
 from proxy.rfc.directives import Directives
 from proxy.rfc.policy import Policy
 
@@ -17,16 +17,17 @@ HEURISTICALLY_CACHEABLE: frozenset[int] = frozenset({200, 203, 204, 206, 300, 30
 
 def _date_or(head: ResponseHead, response_time: float) -> float:
     """The response's ``Date``, or its arrival time when ``Date`` is absent or invalid (RFC 9110 §6.6.1)."""
-    date = parse_http_date(head.headers.get("date"))
+    date = date_field(head.headers, "date", now=response_time)
     return response_time if date is None else date
 
 
 def explicit_freshness(head: ResponseHead, directives: Directives, *, response_time: float) -> float | None:
     """RFC 9111 §4.2.1 for a shared cache: ``s-maxage``, else ``max-age``, else ``Expires`` minus ``Date``.
 
-    A malformed delta counts as 0 (``Directives.delta``); an invalid ``Expires`` (e.g. ``0``) means already
-    expired (§5.3). Directives from a targeted field (RFC 9213 §2.2) also void ``Expires``. ``None`` when
-    the response carries no explicit expiration.
+    A malformed delta counts as 0 (``Directives.delta``); an invalid ``Expires`` (e.g. ``0``, a date not in one
+    of the three forms of RFC 9110 §5.6.7, or several ``Expires`` lines) means already expired (§5.3).
+    Directives from a targeted field (RFC 9213 §2.2) also void ``Expires``. ``None`` when the response carries
+    no explicit expiration.
     """
     for name in ("s-maxage", "max-age"):
         seconds = directives.delta(name)
@@ -34,10 +35,9 @@ def explicit_freshness(head: ResponseHead, directives: Directives, *, response_t
             return float(seconds)
     if directives.targeted:
         return None
-    expires_values = head.headers.get_all("expires")
-    if not expires_values:
+    if "expires" not in head.headers:
         return None
-    expires = parse_http_date(expires_values[0])
+    expires = date_field(head.headers, "expires", now=response_time)
     if expires is None:
         return 0.0
     return max(0.0, expires - _date_or(head, response_time))
@@ -51,7 +51,7 @@ def heuristic_freshness(head: ResponseHead, policy: Policy, response_time: float
     """
     if head.status not in HEURISTICALLY_CACHEABLE:
         return None
-    last_modified = parse_http_date(head.headers.get("last-modified"))
+    last_modified = date_field(head.headers, "last-modified", now=response_time)
     if last_modified is None:
         return None
     elapsed = _date_or(head, response_time) - last_modified

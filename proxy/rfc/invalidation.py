@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from urllib.parse import SplitResult, urldefrag, urljoin, urlsplit
 
-from proxy.messages import RequestHead, ResponseHead
+from proxy.messages import SAFE_METHODS, RequestHead, ResponseHead
 
 # RFC 9110 §9.2.1: the safe methods; every other method, known or not, may change state.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -22,7 +21,7 @@ def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
 
 
-def _same_origin_uri(base: str, reference: str) -> str | None:
+def same_origin_uri(base: str, reference: str) -> str | None:
     """``reference`` resolved against ``base`` without its fragment, or ``None`` when foreign or malformed."""
     try:
         resolved = urldefrag(urljoin(base, reference.strip())).url
@@ -46,7 +45,7 @@ def invalidated_urls(request: RequestHead, response: ResponseHead) -> list[str]:
         value = response.headers.get(name)
         if not value or not value.strip():
             continue
-        uri = _same_origin_uri(target, value)
+        uri = same_origin_uri(target, value)
         if uri is not None and uri not in out:
             out.append(uri)
     return out

@@ -1,7 +1,8 @@
 """Reuse: whether a stored response answers a request, and if not, how the upstream is asked (RFC 9111 §4).
 
 The steps, in order: pick the variant (§4.1, the most recent match); refuse an anonymous entry to an
-authorized request (house rule); obey what forces validation (response ``no-cache`` §5.2.2.4, request
+authorized request (house rule); use a stored incomplete response only for a Range it covers (§3.3); obey what
+forces validation (response ``no-cache`` §5.2.2.4, request
 ``no-cache`` §5.2.1.4, ``max-age`` §5.2.1.1, ``min-fresh`` §5.2.1.3); serve a fresh entry (§4.2); serve a
 stale one only where the origin, the route or the client allows it (RFC 5861 §3 ``stale-while-revalidate``,
 §5.2.1.2 ``max-stale``) and never against ``must-revalidate``, ``proxy-revalidate`` or ``s-maxage`` (§4.2.4);
@@ -12,12 +13,13 @@ upstream into ``Unsatisfiable``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from proxy.messages import Entry, RequestHead
 from proxy.rfc.age import current_age
 from proxy.rfc.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve, Unsatisfiable
 from proxy.rfc.directives import EMPTY, Directives, request_directives, response_directives
+from proxy.rfc.partial import covers, is_partial, narrowed
 from proxy.rfc.validation import has_validator
 from proxy.rfc.vary import vary_matches
 
@@ -45,7 +47,7 @@ def plain_hit_age(candidates: Sequence[Entry], now: float) -> float | None:
     if len(candidates) != 1:
         return None
     entry = candidates[0]
-    if entry.vary:
+    if entry.vary or entry.head.status == 206:
         return None
     age = entry.initial_age + max(0.0, now - entry.response_time)
     if age >= entry.freshness:
@@ -92,6 +94,8 @@ def _lookup(request: RequestHead, candidates: Sequence[Entry]) -> Entry | Forwar
         return Forward(Fwd.VARY_MISS, Reason.VARY_MISMATCH)
     if "authorization" in request.headers and not entry.authorized:
         return Forward(Fwd.MISS, Reason.AUTHORIZATION)
+    if is_partial(entry) and not covers(entry, request):
+        return Forward(Fwd.PARTIAL, Reason.PARTIAL, partial=entry, range=narrowed(entry, request))
     return entry
 
 
@@ -180,4 +184,6 @@ def decide(request: RequestHead, candidates: Sequence[Entry], now: float) -> Dec
         decision = _upstream(case, _stale_reason(case), Fwd.STALE)
     if only_if_cached and not isinstance(decision, Serve):
         return Unsatisfiable()
+    if isinstance(decision, Revalidate) and len(candidates) > 1:
+        return replace(decision, sole=False)
     return decision

@@ -9,37 +9,29 @@ stale windows.
 
 from __future__ import annotations
 
-from proxy.messages import Headers, RequestHead, ResponseHead
+from dataclasses import replace
+
+from proxy.messages import HOP_BY_HOP, Headers, RequestHead, ResponseHead
 from proxy.rfc.age import corrected_initial_age
 from proxy.rfc.decisions import DontStore, Reason, Store
 from proxy.rfc.directives import Directives, request_directives, response_directives
 from proxy.rfc.freshness import HEURISTICALLY_CACHEABLE, explicit_freshness, heuristic_freshness
+from proxy.rfc.invalidation import same_origin_uri
+from proxy.rfc.partial import storable_partial
 from proxy.rfc.policy import Policy, SetCookiePolicy
 from proxy.rfc.validation import has_validator
 
-# RFC 9110 §7.6.1: connection-specific fields, never stored or forwarded.
-HOP_BY_HOP: frozenset[str] = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "transfer-encoding",
-        "upgrade",
-        "trailer",
-        "proxy-authenticate",
-    }
+# RFC 9111 §5.2.2.3: the final status codes whose caching requirements this cache implements. 304 (merged into a
+# stored response, never stored itself) is deliberately absent.
+UNDERSTOOD_STATUSES: frozenset[int] = frozenset(
+    {200, 203, 204, 206, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501}
 )
-
-# RFC 9111 §5.2.2.3: the final status codes whose caching requirements this cache implements. 206 (no range
-# support) and 304 (merged into a stored response, never stored itself) are deliberately absent.
-UNDERSTOOD_STATUSES: frozenset[int] = frozenset({200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501})
 
 # Status codes a route's ``override`` applies to when its ``statuses`` is unset.
 OVERRIDE_STATUSES: frozenset[int] = frozenset({200, 203, 204, 300, 301, 308, 404, 410})
 
 # Never stored, whatever the directives say (see UNDERSTOOD_STATUSES).
-_NEVER_STORED: frozenset[int] = frozenset({206, 304})
+_NEVER_STORED: frozenset[int] = frozenset({304})
 
 # RFC 9111 §3.5: what lets a shared cache store a response to a request with Authorization.
 _AUTHORIZED_OK: tuple[str, ...] = ("public", "s-maxage", "must-revalidate")
@@ -75,7 +67,9 @@ def _declared_size(response: ResponseHead, body_size: int | None) -> int | None:
     return None
 
 
-def _refusal(request: RequestHead, response: ResponseHead, directives: Directives, policy: Policy) -> Reason | None:
+def _refusal(
+    request: RequestHead, response: ResponseHead, directives: Directives, policy: Policy, body_size: int | None
+) -> Reason | None:
     """RFC 9111 §3: the first reason, in reporting order, that forbids storing; ``None`` when none applies.
 
     ``must-understand`` with an understood status overrides ``no-store`` (§5.2.2.3); ``ignore_private`` lets
@@ -86,6 +80,8 @@ def _refusal(request: RequestHead, response: ResponseHead, directives: Directive
         return Reason.METHOD
     if status < 200 or status in _NEVER_STORED:
         return Reason.STATUS
+    if status == 206 and not storable_partial(response, body_size):
+        return Reason.STATUS  # RFC 9111 §3.3: only a single known span with a strong validator is kept
     if request_directives(request.headers).has("no-store"):
         return Reason.REQUEST_NO_STORE
     must_understand = directives.has("must-understand")
@@ -158,7 +154,7 @@ def assess(
     ``Content-Length``; without either the size is not checked.
     """
     directives = response_directives(response.headers)
-    refusal = _refusal(request, response, directives, policy)
+    refusal = _refusal(request, response, directives, policy, body_size)
     if refusal is not None:
         return DontStore(refusal)
     headers = strip_hop_by_hop(response.headers).without(*_qualified_fields(directives))
@@ -188,3 +184,22 @@ def assess(
         ttl=ttl,
         forced=_overrides(response, policy),
     )
+
+
+def post_answers_get(request: RequestHead, response: ResponseHead) -> RequestHead | None:
+    """RFC 9110 §9.3.3: the GET a response to ``request`` (a POST) may be stored for, or ``None``.
+
+    Only a response with explicit freshness (``s-maxage``, ``max-age`` or ``Expires``, RFC 9111 §4.2.1) and a
+    ``Content-Location`` that names the POST's own target URI represents that URI, so it can answer a later GET.
+    Everything else about storing it is ``assess``'s to say, for the returned GET.
+    """
+    if request.method != "POST" or response.status not in UNDERSTOOD_STATUSES or response.status == 206:
+        return None
+    locations = response.headers.get_all("content-location")
+    if len(locations) != 1 or same_origin_uri(request.url, locations[0]) != request.url:
+        return None
+    directives = response_directives(response.headers)
+    explicit = directives.has("s-maxage") or directives.has("max-age")
+    if not explicit and (directives.targeted or "expires" not in response.headers):
+        return None
+    return replace(request, method="GET")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from proxy.messages import Entry, Headers, RequestHead, ResponseHead
-from proxy.rfc.age import format_http_date, parse_http_date
+from proxy.messages import HOP_BY_HOP, Entry, Headers, RequestHead, ResponseHead
+from proxy.rfc.dates import date_field, format_http_date, parse_http_date
 
 # RFC 9110 §13.1: the request preconditions a client may send.
 CONDITIONALS: tuple[str, ...] = (
@@ -23,16 +23,8 @@ CONDITIONALS: tuple[str, ...] = (
 
 # RFC 9111 §3.1 (hop-by-hop and proxy-specific fields) and §3.2 (Content-Length, and fields the stored body
 # depends on): a 304 never replaces these in the stored response.
-_NOT_UPDATED = frozenset(
+_NOT_UPDATED = HOP_BY_HOP | frozenset(
     {
-        "connection",
-        "proxy-connection",
-        "keep-alive",
-        "te",
-        "transfer-encoding",
-        "trailer",
-        "upgrade",
-        "proxy-authenticate",
         "proxy-authentication-info",
         "proxy-authorization",
         "content-length",
@@ -87,7 +79,7 @@ def _etag(head: ResponseHead) -> str | None:
 
 
 def _last_modified(head: ResponseHead) -> float | None:
-    return parse_http_date(head.headers.get("last-modified"))
+    return date_field(head.headers, "last-modified")
 
 
 def has_validator(head: ResponseHead) -> bool:
@@ -96,8 +88,13 @@ def has_validator(head: ResponseHead) -> bool:
 
 
 def strip_conditionals(request: RequestHead) -> RequestHead:
-    """The request without the client's preconditions, so that the origin answers in full (storably)."""
-    headers = request.headers.without(*CONDITIONALS)
+    """The request without the client's preconditions, so that the origin answers in full (storably).
+
+    ``If-Range`` stays when a ``Range`` is forwarded: it is what makes the range safe to answer (RFC 9110 §13.1.5),
+    and a 206 is not stored anyway.
+    """
+    dropped = CONDITIONALS if "range" not in request.headers else tuple(n for n in CONDITIONALS if n != "if-range")
+    headers = request.headers.without(*dropped)
     return request if headers is request.headers else replace(request, headers=headers)
 
 
@@ -106,9 +103,10 @@ def conditional_request(request: RequestHead, entry: Entry) -> RequestHead:
 
     The client's own preconditions are replaced by the stored validators: ``If-None-Match`` with the stored
     ETag and ``If-Modified-Since`` with the stored Last-Modified, both when both exist (the RFC's SHOULD). The
-    method is GET, since a HEAD is answered from the stored GET response.
+    method is GET, since a HEAD is answered from the stored GET response. A client's ``Range`` is not sent: the
+    cache wants the whole response (or a 304) to refresh the entry, and cuts the range from it (``proxy.rfc.ranges``).
     """
-    headers = request.headers.without(*CONDITIONALS)
+    headers = request.headers.without(*CONDITIONALS, "range")
     etag = _etag(entry.head)
     if etag is not None:
         headers = headers.adding("If-None-Match", etag.strip())
@@ -138,6 +136,43 @@ def validator_matches(stored: ResponseHead, not_modified: ResponseHead) -> bool:
     if new_lm is not None:
         return _last_modified(stored) == new_lm
     return old_etag is None
+
+
+def selects_stored(stored: ResponseHead, not_modified: ResponseHead, *, sole: bool) -> bool:
+    """RFC 9111 §4.3.3, §4.3.4: whether a 304 answering the cache's own conditional request freshens ``stored``.
+
+    A 304 with a validator selects by it (``validator_matches``). One without any validator answers the request
+    the cache sent for ``stored``: when ``stored`` is the only response kept under its key (``sole``), nothing
+    else can be meant and it is freshened, as mature caches do; when several variants are stored, the strict
+    rule of §4.3.4 applies (only a stored response without a validator is selected).
+    """
+    if has_validator(not_modified):
+        return validator_matches(stored, not_modified)
+    return sole or validator_matches(stored, not_modified)
+
+
+def head_matches(stored: ResponseHead, body_length: int, head: ResponseHead) -> bool:
+    """RFC 9111 §4.3.5: whether a 200 answering HEAD describes ``stored`` (a GET response with ``body_length``
+    bytes), so that its fields may update it; otherwise the stored response is to be considered stale.
+
+    Every validator the HEAD response carries must match: an ETag (weak comparison, RFC 9110 §8.8.3.2), a
+    Last-Modified (equal dates), and a Content-Length (equal to the stored body's length).
+    """
+    etag = _etag(head)
+    if etag is not None:
+        old = _etag(stored)
+        if old is None or not weak_match(etag, old):
+            return False
+    if "last-modified" in head.headers and _last_modified(head) != _last_modified(stored):
+        return False
+    length = head.headers.get_all("content-length")
+    return not length or length == [str(body_length)]
+
+
+def stale_copy(entry: Entry) -> Entry:
+    """RFC 9111 §4.3.5: ``entry`` considered stale (a HEAD showed that it no longer matches): no freshness left
+    and no stale-while-revalidate window, so the next request revalidates it."""
+    return replace(entry, freshness=0.0, stale_while_revalidate=0.0)
 
 
 def merge_304(stored: ResponseHead, not_modified: ResponseHead, *, received: float | None = None) -> ResponseHead:
@@ -170,15 +205,18 @@ def _none_match(members: list[str], head: ResponseHead) -> bool:
 
 
 def _not_modified_since(lines: list[str], head: ResponseHead) -> bool:
-    """RFC 9110 §13.1.3, RFC 9111 §4.3.2: the stored Last-Modified (else Date) is not after the given date."""
+    """RFC 9110 §13.1.3, RFC 9111 §4.3.2: the stored Last-Modified (else Date) is not after the given date.
+
+    The response's ``Date`` stands in for "now" when reading a two-digit RFC 850 year (RFC 9110 §5.6.7).
+    """
     if len(lines) != 1:
         return False
-    since = parse_http_date(lines[0])
+    since = parse_http_date(lines[0], now=date_field(head.headers, "date"))
     if since is None:
         return False
     modified = _last_modified(head)
     if modified is None:
-        modified = parse_http_date(head.headers.get("date"))
+        modified = date_field(head.headers, "date")
     return modified is not None and modified <= since
 
 

@@ -9,21 +9,24 @@ the routes: duplicate names, routes shadowed by an earlier catch-all, caching se
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from proxy.errors import RulesError
+from proxy.messages import UNSAFE_METHODS
 from proxy.rfc.policy import Policy
-from proxy.rules.match import UNSAFE_METHODS, covers
+from proxy.rules.match import covers, ignores_case
 from proxy.rules.model import (
     DefaultsFields,
     KeyFields,
     KeySpec,
+    MatchFields,
     Route,
     RouteFields,
     Rules,
@@ -42,6 +45,7 @@ _MESSAGES = {
     "string_type": "must be a string",
     "string_too_short": "must not be empty",
 }
+_EMPTY = "no 'routes:' and no 'defaults:' (an empty or truncated file?); write 'routes: []' to mean no routes"
 
 
 class Problem(NamedTuple):
@@ -51,25 +55,30 @@ class Problem(NamedTuple):
     message: str
 
 
-def load_rules(path: str | Path) -> Rules:
-    """Read, validate and resolve a rules file; ``RulesError`` carries every problem. Empty file: defaults."""
+def load_rules(path: str | Path, *, stores: Collection[str] | None = None) -> Rules:
+    """Read, validate and resolve a rules file; ``RulesError`` carries every problem.
+
+    An empty file, or one with neither ``routes:`` nor ``defaults:``, is a problem (a truncated save must not
+    silently drop every route); ``routes: []`` written out is how a file says "no routes". With ``stores`` (the
+    names the proxy's settings open), a ``store:`` naming another store is a problem, not a silent fallback.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RulesError([f"{path}: cannot read: {exc}"]) from exc
-    return parse_rules(text, str(path))
+    return parse_rules(text, str(path), stores=stores)
 
 
-def check_file(path: str | Path) -> list[str]:
+def check_file(path: str | Path, *, stores: Collection[str] | None = None) -> list[str]:
     """The problems ``load_rules`` would report (an empty list when the file is valid)."""
     try:
-        load_rules(path)
+        load_rules(path, stores=stores)
     except RulesError as exc:
         return exc.problems
     return []
 
 
-def parse_rules(text: str, source: str) -> Rules:
+def parse_rules(text: str, source: str, *, stores: Collection[str] | None = None) -> Rules:
     """``load_rules`` on text already read; ``source`` names the file in messages."""
     try:
         root, data = _compose(text)
@@ -78,14 +87,18 @@ def parse_rules(text: str, source: str) -> Rules:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise RulesError([f"{source}:{line}:{col}: yaml: {exc.problem or exc.context}"]) from None
     if root is None or data is None:
-        return Rules((), Route(name="default"), source)
+        raise RulesError([f"{source}:1:1: (file): {_EMPTY}"])
     problems = _duplicate_keys(root, "")
+    if isinstance(data, dict) and not {"routes", "defaults"} & set(data):
+        problems.append(_at(root, "(file)", _EMPTY))
     model: RulesFile | None = None
     try:
         model = RulesFile.model_validate(data)
     except ValidationError as exc:
         problems.extend(_from_pydantic(root, err) for err in exc.errors())
     problems.extend(_route_problems(root, data))
+    if stores is not None:
+        problems.extend(_store_problems(root, data, stores))
     if problems or model is None:
         problems.sort()
         raise RulesError([f"{source}:{p.line}:{p.col}: {p.field}: {p.message}" for p in problems])
@@ -139,11 +152,21 @@ def _from_pydantic(root: Node, err: ErrorDetails) -> Problem:
     kind = err["type"]
     if kind == "extra_forbidden" and key_node is not None:
         name = str(err["loc"][-1])
-        hint = difflib.get_close_matches(name, field_names(), n=1)
+        hint = _nested_home(err["loc"], name) or difflib.get_close_matches(name, field_names(), n=1)
         message = f"unknown field {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
         return _at(key_node, field, message)
     message = _MESSAGES.get(kind) or err["msg"].replace("Input should be", "must be")
     return _at(node, field, message)
+
+
+def _nested_home(loc: tuple[int | str, ...], name: str) -> list[str]:
+    """Where a field placed one level too high belongs: ``path:`` under a route is ``match.path``."""
+    homes: list[tuple[str, type[BaseModel]]] = [("key", KeyFields)]
+    if len(loc) == 3 and loc[0] == "routes":
+        homes.insert(0, ("match", MatchFields))
+    elif not (len(loc) == 2 and loc[0] == "defaults"):
+        return []
+    return [f"{prefix}.{name}" for prefix, model in homes if name in model.model_fields][:1]
 
 
 def _duplicate_keys(node: Node, path: str) -> list[Problem]:
@@ -181,12 +204,36 @@ def _route_problems(root: Node, data: Any) -> list[Problem]:
     routes = _valid_routes(data)
     for i, route in routes:
         problems.extend(_own_problems(root, i, route))
-        shadow = next(((j, r) for j, r in routes if j < i and covers(r.match, route.match)), None)
+        shadow = next(((j, r) for j, r in routes if j < i and _covers(r, route)), None)
         if shadow is not None:
             node, _, field = _locate(root, ("routes", i))
             line = _locate(root, ("routes", shadow[0]))[0].start_mark.line + 1
             message = f"unreachable: every request it matches goes to route {shadow[1].name!r} (line {line})"
             problems.append(_at(node, field, message))
+    return problems
+
+
+def _covers(a: RouteFields, b: RouteFields) -> bool:
+    return covers(a.match, b.match, a_ignores_case=_ignores_case(a), b_ignores_case=_ignores_case(b))
+
+
+def _ignores_case(route: RouteFields) -> bool:
+    return ignores_case(route.match.case_insensitive, route.bypass)
+
+
+def _store_problems(root: Node, data: Any, stores: Collection[str]) -> list[Problem]:
+    """``store: redis`` with no Redis store configured would quietly use memory: say so instead."""
+    places: list[tuple[int | str, ...]] = [("routes", i) for i, _ in _valid_routes(data)] + [("defaults",)]
+    problems: list[Problem] = []
+    for place in places:
+        node, key_node, field = _locate(root, (*place, "store"))
+        if key_node is None or not isinstance(node, ScalarNode) or node.tag.endswith(":null") or node.value in stores:
+            continue
+        message = (
+            f"store {node.value!r} is not configured: serve with --store redis://… (or CACHEPROXY_STORE), "
+            f"or remove this line (configured: {', '.join(sorted(stores))})"
+        )
+        problems.append(_at(node, field, message))
     return problems
 
 
@@ -262,24 +309,29 @@ def resolve_route(route: RouteFields | None, defaults: DefaultsFields, line: int
         keep=defaults.keep,
     )
     match = route.match if route is not None else None
+    passed = frozenset(name.lower() for name in pick("pass_headers"))
     return Route(
         name=route.name if route is not None else "default",
         line=line,
         bypass=route.bypass if route is not None else False,
         policy=policy,
-        key=_key_spec(route.key if route is not None and "key" in route.model_fields_set else None, defaults),
+        key=_key_spec(route.key if route is not None and "key" in route.model_fields_set else None, defaults, passed),
         store=pick("store"),
         tags=tuple(pick("tags")),
         coalesce=pick("coalesce"),
         coalesce_timeout=pick("coalesce_timeout"),
+        pass_headers=passed,
         methods=None if match is None or match.methods is None else frozenset(match.methods),
         host=None if match is None or match.host is None else match.host.lower(),
         path=None if match is None else match.path,
         regex=None if match is None else match.regex,
+        case_insensitive=None if match is None else match.case_insensitive,
     )
 
 
-def _key_spec(own: KeyFields | None, defaults: DefaultsFields) -> KeySpec:
+def _key_spec(own: KeyFields | None, defaults: DefaultsFields, passed: frozenset[str]) -> KeySpec:
+    """The route's key recipe; a field it passes upstream (``pass_headers``) joins ``headers`` like ``key.headers``."""
+
     def pick(name: str) -> Any:
         return getattr(own if own is not None and name in own.model_fields_set else defaults.key, name)
 
@@ -288,6 +340,6 @@ def _key_spec(own: KeyFields | None, defaults: DefaultsFields) -> KeySpec:
         ignore_params=tuple(pick("ignore_params")),
         keep_params=None if keep is None else tuple(keep),
         sort_params=pick("sort_params"),
-        headers=tuple(pick("headers")),
+        headers=tuple(dict.fromkeys([*(h.lower() for h in pick("headers")), *sorted(passed)])),
         cookies=tuple(pick("cookies")),
     )

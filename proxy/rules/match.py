@@ -1,9 +1,22 @@
 """Matching a request to a route: path globs and regexes, host globs, method sets.
 
 Globs are compiled once, when the rules load, into regexes matched with ``fullmatch``; ``Rules.match`` only
-walks the compiled matchers. Paths are matched after a light normalisation (percent-encoded unreserved
-characters decoded, hex upper-cased, dot segments removed: RFC 3986 §6.2.2), so ``/%61dmin/`` cannot slip past
-a rule for ``/admin/**``; the cache key still uses the path exactly as received.
+walks the compiled matchers. The cache key uses the path exactly as received; routes are matched on a normalised
+path, so that no spelling the origin reads as the same path can slip a request past a rule (a ``/account/**``
+bypass into a caching route). ``normalize_path`` applies, in this order:
+
+1. percent-encoded unreserved characters are decoded (RFC 3986 §6.2.2.2, ``/%61ccount`` is ``/account``), and so
+   are ``%2F``, ``%5C`` and ``%3B``: an encoded slash, backslash or semicolon counts as one (many origins decode
+   before routing), other escapes keep their bytes with upper-case hex;
+2. a backslash counts as a slash (IIS and some frameworks read it so);
+3. ``;`` parameters are stripped from every segment (``/account;x/y`` is ``/account/y``: servlet containers and
+   other origins drop them before routing);
+4. repeated slashes are merged (``//account`` is ``/account``);
+5. dot segments are removed (RFC 3986 §5.2.4, after 3 so that ``/x/..;/account`` is ``/account``).
+
+Letter case: paths are case-sensitive (RFC 3986 §6.2.2.1), except that a bypass route matches case-insensitively
+by default (``case_insensitive`` in ``match:`` sets it either way per route): an origin that ignores case must not
+get ``/ACCOUNT/x`` cached, and a bypass that takes too much only costs cache hits.
 
 Path globs: ``*`` matches within one segment, ``?`` one character of a segment, ``**`` (a whole segment) any
 number of segments, including none: ``/api/**`` matches ``/api``, ``/api/`` and ``/api/a/b``. Host globs
@@ -14,17 +27,30 @@ the request's port.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from proxy.rules.model import MatchFields
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+class MatchFields(Protocol):
+    """What a route matches on, as the rules model declares it (``proxy.rules.model.MatchFields``): the model
+    imports the matcher, never the other way round."""
+
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def regex(self) -> str | None: ...
+    @property
+    def methods(self) -> Sequence[str] | None: ...
+    @property
+    def host(self) -> str | None: ...
+
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_DELIMITERS = frozenset("/\\;")  # %2F, %5C and %3B are decoded for matching (rule 1)
 _PCT = re.compile(r"%([0-9A-Fa-f]{2})")
+_PARAMS = re.compile(r";[^/]*")
+_SLASHES = re.compile(r"//+")
 
 
 class GlobError(ValueError):
@@ -87,17 +113,23 @@ def host_name(host: str) -> str:
 
 
 def normalize_path(path: str) -> str:
-    """The path used for matching: RFC 3986 §6.2.2.2 percent-encoding and §5.2.4 dot-segment normalisation."""
+    """The path routes are matched on (rules 1-5 of the module docstring); the key keeps the raw path."""
     if "%" in path:
-        path = _PCT.sub(_decode_unreserved, path)
+        path = _PCT.sub(_decode_for_matching, path)
+    if "\\" in path:
+        path = path.replace("\\", "/")
+    if ";" in path:
+        path = _PARAMS.sub("", path)
+    if "//" in path:
+        path = _SLASHES.sub("/", path)
     if "/." in path:
         path = remove_dot_segments(path)
     return path
 
 
-def _decode_unreserved(m: re.Match[str]) -> str:
+def _decode_for_matching(m: re.Match[str]) -> str:
     ch = chr(int(m.group(1), 16))
-    return ch if ch in _UNRESERVED else "%" + m.group(1).upper()
+    return ch if ch in _UNRESERVED or ch in _DELIMITERS else "%" + m.group(1).upper()
 
 
 def remove_dot_segments(path: str) -> str:
@@ -119,6 +151,11 @@ def remove_dot_segments(path: str) -> str:
     return "/" + "/".join(out)
 
 
+def ignores_case(case_insensitive: bool | None, bypass: bool) -> bool:
+    """Whether a route matches paths case-insensitively: as set, else only when it bypasses the cache."""
+    return bypass if case_insensitive is None else case_insensitive
+
+
 @dataclass(frozen=True, slots=True)
 class Matcher:
     """The compiled ``match:`` of one route. ``None`` parts match anything."""
@@ -137,13 +174,21 @@ class Matcher:
         return self.path is None or self.path.fullmatch(path) is not None
 
 
-def build_matcher(path: str | None, regex: str | None, methods: frozenset[str] | None, host: str | None) -> Matcher:
+def build_matcher(
+    path: str | None,
+    regex: str | None,
+    methods: frozenset[str] | None,
+    host: str | None,
+    *,
+    ignore_case: bool = False,
+) -> Matcher:
     """Compile one route's match; a methods set naming GET also admits HEAD (they share a cache key)."""
     compiled: re.Pattern[str] | None = None
+    flags = re.IGNORECASE if ignore_case else 0
     if regex is not None:
-        compiled = re.compile(regex)
+        compiled = re.compile(regex, flags)
     elif path is not None:
-        compiled = compile_glob(path)
+        compiled = re.compile(glob_to_regex(path), flags)
     if methods is not None and "GET" in methods:
         methods = methods | {"HEAD"}
     return Matcher(
@@ -154,11 +199,16 @@ def build_matcher(path: str | None, regex: str | None, methods: frozenset[str] |
     )
 
 
-def covers(a: MatchFields, b: MatchFields) -> bool:
-    """Whether every request ``b`` matches is matched by ``a`` (conservative: catch-alls and prefixes only)."""
+def covers(a: MatchFields, b: MatchFields, *, a_ignores_case: bool = False, b_ignores_case: bool = False) -> bool:
+    """Whether every request ``b`` matches is matched by ``a`` (conservative: catch-alls and prefixes only).
+
+    A case-sensitive ``a`` covers a case-insensitive ``b`` only when ``a`` takes every path.
+    """
     if a.host is not None and not _host_covers(a.host, b.host):
         return False
     if a.methods is not None and (b.methods is None or not _methods(b.methods) <= _methods(a.methods)):
+        return False
+    if b_ignores_case and not a_ignores_case and not _takes_every_path(a):
         return False
     if a.regex is not None:
         return a.regex == b.regex
@@ -172,6 +222,10 @@ def covers(a: MatchFields, b: MatchFields) -> bool:
     return a.path == b.path or (prefix is not None and (b.path == prefix or b.path.startswith(prefix + "/")))
 
 
+def _takes_every_path(fields: MatchFields) -> bool:
+    return fields.regex is None and (fields.path is None or literal_prefix(fields.path) == "")
+
+
 def _host_covers(pattern: str, host: str | None) -> bool:
     if host is None:
         return False
@@ -180,5 +234,5 @@ def _host_covers(pattern: str, host: str | None) -> bool:
     return "*" not in host and compile_host(pattern).fullmatch(host.lower()) is not None
 
 
-def _methods(methods: list[str]) -> set[str]:
+def _methods(methods: Sequence[str]) -> set[str]:
     return set(methods) | ({"HEAD"} if "GET" in methods else set())

@@ -8,6 +8,7 @@ the cache key reads. A route inherits every field it leaves unset from ``default
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
 from dataclasses import dataclass, field
@@ -16,8 +17,17 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from proxy.messages import UNKEYED_FIELDS
 from proxy.rfc.policy import DEFAULT_POLICY, MIB, Policy, SetCookiePolicy
-from proxy.rules.match import GlobError, Matcher, build_matcher, glob_to_regex, host_name, normalize_path
+from proxy.rules.match import (
+    GlobError,
+    Matcher,
+    build_matcher,
+    glob_to_regex,
+    host_name,
+    ignores_case,
+    normalize_path,
+)
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -69,7 +79,23 @@ def _method(value: object) -> object:
     return value
 
 
+_PASSABLE = {name.lower(): name for name in UNKEYED_FIELDS}
+
+
+def _unkeyed(value: object) -> object:
+    """One of the fields the proxy strips (``proxy.messages.UNKEYED_FIELDS``), in any letter case."""
+    value = _token(value)
+    if isinstance(value, str) and value.lower() not in _PASSABLE:
+        hint = difflib.get_close_matches(value.lower(), list(_PASSABLE), n=1, cutoff=0.6)
+        suggestion = f" (did you mean {_PASSABLE[hint[0]]!r}?)" if hint else ""
+        context = {"suggestion": suggestion, "names": ", ".join(UNKEYED_FIELDS)}
+        raise PydanticCustomError("pass_header", "not a field the proxy strips{suggestion}; one of: {names}", context)
+    return value
+
+
 Token = Annotated[str, BeforeValidator(_token)]
+_PASS_SCHEMA = {"enum": [*UNKEYED_FIELDS, *_PASSABLE], "description": "case-insensitive"}
+PassHeader = Annotated[str, BeforeValidator(_unkeyed), WithJsonSchema(_PASS_SCHEMA)]
 Method = Annotated[str, BeforeValidator(_method)]
 Status = Annotated[int, Field(strict=True, ge=100, le=599)]
 Flag = Annotated[bool, Field(strict=True)]
@@ -107,6 +133,9 @@ class CachingFields(_Strict):
     tags: list[str] = Field(default_factory=list, description="tags added to stored entries, for purge by tag")
     coalesce: Flag = Field(default=True, description="one upstream request per key at a time")
     coalesce_timeout: Duration = Field(default=5.0, description="how long coalesced requests wait for the leader")
+    pass_headers: list[PassHeader] = Field(
+        default_factory=list, description="stripped fields forwarded anyway, e.g. X-Original-URL; each joins the key"
+    )
 
 
 class DefaultsFields(CachingFields):
@@ -124,6 +153,9 @@ class MatchFields(_Strict):
     regex: str | None = Field(default=None, description="Python regex, full match against the path")
     methods: list[Method] | None = Field(default=None, description="request methods (GET also admits HEAD)")
     host: str | None = Field(default=None, description="exact host or glob like *.example.com")
+    case_insensitive: Flag | None = Field(
+        default=None, description="match the path ignoring letter case (default: true for bypass routes only)"
+    )
 
     @field_validator("path")
     @classmethod
@@ -218,14 +250,22 @@ class Route:
     tags: tuple[str, ...] = ()
     coalesce: bool = True
     coalesce_timeout: float = 5.0
+    pass_headers: frozenset[str] = frozenset()  # lower-cased; ``proxy.messages.as_forwarded`` keeps them
     methods: frozenset[str] | None = None
     host: str | None = None
     path: str | None = None
     regex: str | None = None
+    case_insensitive: bool | None = None  # None: a bypass route ignores case, others do not
     matcher: Matcher = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "matcher", build_matcher(self.path, self.regex, self.methods, self.host))
+        matcher = build_matcher(self.path, self.regex, self.methods, self.host, ignore_case=self.ignores_case)
+        object.__setattr__(self, "matcher", matcher)
+
+    @property
+    def ignores_case(self) -> bool:
+        """Whether the path is matched case-insensitively (``proxy.rules.match``: the bypass default)."""
+        return ignores_case(self.case_insensitive, self.bypass)
 
 
 _MATCH_CACHE_MAX = 4096

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from proxy.errors import RulesError
@@ -23,20 +23,29 @@ from proxy.rules.model import Rules
 log = logging.getLogger(__name__)
 
 Signature = tuple[int, int, int]
+MISSING_POLLS = 2  # consecutive polls without the file before it counts as deleted (a rename is quicker than one)
 
 
 class RulesHolder:
     """The current rules of one process, reloaded on demand, on file change (``watch``) and on SIGHUP.
 
     The constructor loads the file and raises ``RulesError`` when it is invalid, so a proxy never starts on bad
-    rules. ``on_reload(ok, problems)`` is called after each reload attempt (for the metric and the log).
+    rules (``stores``: the store names the settings open; a route picking another is invalid too).
+    ``on_reload(ok, problems)`` is called after each reload attempt (for the metric and the log).
     """
 
-    def __init__(self, path: Path | None, *, on_reload: Callable[[bool, list[str]], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        on_reload: Callable[[bool, list[str]], None] | None = None,
+        stores: Collection[str] | None = None,
+    ) -> None:
         self.path = path
         self.on_reload = on_reload
-        self._seen = self._signature()
-        self.current: Rules = Rules.builtin() if path is None else load_rules(path)
+        self.stores = stores  # the store names routes may pick (None: not checked)
+        self._seen: Signature | None = self._signature()
+        self.current: Rules = Rules.builtin() if path is None else load_rules(path, stores=stores)
 
     def reload(self) -> bool:
         """Load the file again; swap it in when valid, otherwise log each problem and keep the current rules."""
@@ -44,7 +53,7 @@ class RulesHolder:
             return True
         self._seen = self._signature()
         try:
-            rules = load_rules(self.path)
+            rules = load_rules(self.path, stores=self.stores)
         except RulesError as exc:
             for problem in exc.problems:
                 log.error("rules reload rejected: %s", problem)
@@ -59,19 +68,32 @@ class RulesHolder:
         """Poll the file every ``interval`` seconds and reload when its identity changes; runs until cancelled.
 
         A file that is missing for a moment (between unlink and rename) is not a change: the next poll sees the
-        new file.
+        new file. A file still missing at the poll after is a deleted file: the last good rules keep serving, a
+        warning is logged and the event is reported like a rejected reload (once, until the file returns).
         """
         if self.path is None:
             return
+        missing_polls = 0
         while True:
             await asyncio.sleep(interval)
             signature = self._signature()
-            if signature is not None and signature != self._seen:
+            missing_polls = missing_polls + 1 if signature is None else 0
+            if missing_polls == MISSING_POLLS and self._seen is not None:
+                self._seen = None
+                self._deleted()
+            elif signature is not None and signature != self._seen:
                 try:
                     self.reload()
                 except Exception:  # a bug must not stop the watcher; the old rules keep serving
                     self._seen = signature
                     log.exception("rules reload failed")
+
+    def _deleted(self) -> None:
+        problem = (
+            f"{self.path}: the rules file is gone; keeping the last good rules ({len(self.current.routes)} routes)"
+        )
+        log.warning("rules reload rejected: %s", problem)
+        self._report(False, [problem])
 
     def install_sighup(self, loop: asyncio.AbstractEventLoop) -> None:
         """Reload on SIGHUP (the conventional "re-read your configuration" signal); Unix only."""

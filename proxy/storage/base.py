@@ -8,9 +8,29 @@ a timeout) raises ``StorageError``; the cache service treats that as a miss or a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from proxy.messages import Entry
+
+# A key is ``<url key>`` or ``<url key><GROUP_SEP><suffix>``: the URL part first (RFC 9111 §2: method and target
+# URI), then, for routes whose key includes request headers or cookies, a suffix for their values. ``delete`` of a
+# URL key removes the whole group, so invalidation (RFC 9111 §4.4) and purge reach every key shape.
+GROUP_SEP = "."
+
+
+def url_key_of(key: str) -> str | None:
+    """The URL key a suffixed key belongs to, or ``None`` for a key that is a URL key itself."""
+    base, sep, _ = key.partition(GROUP_SEP)
+    return base if sep else None
+
+
+class PutResult(StrEnum):
+    """What a confirming store (``proxy.storage.abilities.ConfirmingPut``) did with a put."""
+
+    STORED = "stored"
+    UNAVAILABLE = "unavailable"  # down, timed out, breaker open: nothing raised, nothing stored
+    INVALIDATED = "invalidated"  # the key was invalidated at or after the fetch began: the entry predates that
 
 
 @dataclass(frozen=True)
@@ -19,6 +39,7 @@ class StoreStats:
     bytes: int
     budget: int | None  # None when the store does not know its limit (Redis: maxmemory is Redis's own)
     evictions: int
+    server_memory: int | None = None  # a shared server's whole footprint (Redis' used_memory), not only our entries
 
 
 class Storage(Protocol):
@@ -36,7 +57,8 @@ class Storage(Protocol):
         ...
 
     async def delete(self, key: str) -> int:
-        """Remove every variant of ``key``; return how many entries were removed."""
+        """Remove every variant of ``key`` and, when ``key`` is a URL key, of every key in its group (those
+        ``key + GROUP_SEP + ...``); return how many entries were removed."""
         ...
 
     async def delete_tag(self, tag: str) -> int:

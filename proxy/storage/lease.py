@@ -5,6 +5,11 @@ its fetch runs; when done it deletes the lease (only if still its own) and publi
 Other processes wait for that message, checking every ``check_interval`` whether the lease still exists, so a leader
 that crashed delays them by at most the lease's time-to-live. Redis trouble never blocks anyone: a lease that cannot
 be taken or checked counts as free, and the process fetches for itself.
+
+Each held lease has one renewer task, owned by the lease: ``release`` (and ``close``) tells it to stop, cancels it and
+awaits its end, so no renewer outlives its lease. The renewer stops on its own signal even if a cancellation were
+lost inside the Redis client, and it never swallows ``CancelledError``: a Redis error that arrives together with a
+cancellation ends the task.
 """
 
 from __future__ import annotations
@@ -13,18 +18,19 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from typing import Any
+from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
 from proxy.clock import SYSTEM_CLOCK, Clock
+from proxy.storage import redis_layout as layout
 from proxy.storage.breaker import Guard
-from proxy.storage.redis import Client
+from proxy.storage.redis_client import Client
 from proxy.storage.redis_pubsub import Subscriber, publish
 
 log = logging.getLogger("cacheproxy.lease")
 
-CHANNEL = "cp:lease-done"
+CHANNEL = layout.LEASE_DONE_CHANNEL
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -36,8 +42,25 @@ return 0
 _ERRORS = (RedisError, OSError, TimeoutError)
 
 
-def lease_name(key: str) -> str:
-    return f"cp:{{{key}}}:lease"
+@dataclass(frozen=True, slots=True)
+class _Renewal:
+    """The renewer of one held lease: its stop signal and its task."""
+
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def end(self) -> None:
+        """Stop the renewer and wait until it has ended (whatever it was doing)."""
+        self.stop.set()
+        self.task.cancel()
+        await asyncio.wait([self.task])
+        if not self.task.cancelled() and (error := self.task.exception()) is not None:
+            log.debug("lease renewer ended with %r", error)
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class RedisLease:
@@ -60,7 +83,7 @@ class RedisLease:
         self.token = secrets.token_hex(8)
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
-        self._held: dict[str, asyncio.Task[None]] = {}  # key -> its renewal task
+        self._held: dict[str, _Renewal] = {}  # key -> the renewer of the lease we hold on it
         self._waiting: dict[str, asyncio.Event] = {}
         self._listener: asyncio.Task[None] | None = None
 
@@ -68,31 +91,49 @@ class RedisLease:
         """Take the lease; False when another process holds it. A Redis failure counts as taken (fetch anyway)."""
 
         async def take() -> bool:
-            return bool(await self.client.set(lease_name(key), self.token, nx=True, px=int(self.ttl * 1000)))
+            return bool(await self.client.set(layout.lease_key(key), self.token, nx=True, px=int(self.ttl * 1000)))
 
         taken = await self.guard.call("lease", take, self.timeout, None)
         if taken is None:
             return True
         if not taken:
             return False
-        self._held[key] = asyncio.create_task(self._keep_renewed(key))
+        previous = self._held.pop(key, None)
+        if previous is not None:  # never two renewers for one key
+            await previous.end()
+        stop = asyncio.Event()
+        self._held[key] = _Renewal(stop, asyncio.create_task(self._keep_renewed(key, stop), name=f"lease-renew:{key}"))
         return True
 
-    async def _keep_renewed(self, key: str) -> None:
-        while True:
-            await asyncio.sleep(self.ttl / 3)
-            with contextlib.suppress(*_ERRORS):
-                async with asyncio.timeout(self.timeout):
-                    await self._renew(keys=[lease_name(key)], args=[self.token, int(self.ttl * 1000)])
+    async def _keep_renewed(self, key: str, stop: asyncio.Event) -> None:
+        """Renew every third of the lease's life until ``stop`` is set (or the task is cancelled)."""
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(self.ttl / 3):
+                    await stop.wait()
+                return
+            except TimeoutError:
+                if _being_cancelled():
+                    raise asyncio.CancelledError from None
+            await self._renew_once(key)
+
+    async def _renew_once(self, key: str) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._renew(keys=[layout.lease_key(key)], args=[self.token, int(self.ttl * 1000)])
+        except _ERRORS as error:
+            if _being_cancelled():  # the error came with our cancellation: end, do not renew again
+                raise asyncio.CancelledError from error
+            log.debug("lease on %s not renewed (%s): it may expire", key, error)
 
     async def release(self, key: str) -> None:
         renewal = self._held.pop(key, None)
         if renewal is None:
             return
-        renewal.cancel()
+        await renewal.end()
         try:
             async with asyncio.timeout(self.timeout):
-                await self._release(keys=[lease_name(key)], args=[self.token])
+                await self._release(keys=[layout.lease_key(key)], args=[self.token])
                 await publish(self.client, CHANNEL, key.encode())
         except _ERRORS as error:
             log.debug("lease on %s not released (%s): it expires by itself", key, error)
@@ -116,7 +157,7 @@ class RedisLease:
 
     async def _exists(self, key: str) -> bool:
         async def exists() -> bool:
-            return bool(await self.client.exists(lease_name(key)))
+            return bool(await self.client.exists(layout.lease_key(key)))
 
         return await self.guard.call("lease", exists, self.timeout, False)
 
@@ -141,11 +182,15 @@ class RedisLease:
             with contextlib.suppress(*_ERRORS):
                 await subscriber.close()
 
+    @property
+    def renewers(self) -> int:
+        """Renewer tasks alive (one per lease held)."""
+        return sum(not renewal.task.done() for renewal in self._held.values())
+
     async def close(self) -> None:
-        tasks: list[Any] = [*self._held.values()]
+        held, self._held = list(self._held.values()), {}
+        for renewal in held:
+            await renewal.end()
         if self._listener is not None:
-            tasks.append(self._listener)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._held.clear()
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)

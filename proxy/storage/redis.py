@@ -16,59 +16,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.asyncio.cluster import RedisCluster
 
-from proxy.cache.codec import decode_entry, encode_entry
 from proxy.clock import SYSTEM_CLOCK, Clock
-from proxy.errors import ConfigError, StorageError
+from proxy.errors import StorageError
 from proxy.messages import Entry
 from proxy.storage import redis_layout as layout
-from proxy.storage.base import StoreStats
+from proxy.storage.base import PutResult, StoreStats, url_key_of
 from proxy.storage.breaker import CircuitBreaker, Guard
-from proxy.storage.memory import url_path
+from proxy.storage.codec import decode_entry, encode_entry
+from proxy.storage.redis_client import Client, connect
+from proxy.storage.urls import url_path
 
 if TYPE_CHECKING:
     from proxy.storage.lease import RedisLease
 
-Client = Redis | RedisCluster
+__all__ = ["Client", "RedisStorage", "connect"]  # Client and connect live in redis_client; kept importable here
 EXACT_STATS_LIMIT = 10_000  # above this many keys, ``stats().entries`` counts keys, not variants
+BYTES_SAMPLE = 1_000  # entry hashes measured to estimate ``stats().bytes`` above ``EXACT_STATS_LIMIT`` keys
 _PARALLEL = 32  # scripts in flight at once during a purge
-
-
-def connect(url: str, *, connect_timeout: float = 0.25, socket_timeout: float = 1.0) -> Client:
-    """A client for ``redis://``, ``rediss://`` (TLS), or ``redis+cluster://h:p[,h:p...]`` (also ``rediss+cluster``).
-
-    Connection-level retries are off: a failure must reach the guard at once, not after backoffs. The asyncio
-    timeouts of each call are the real bounds; ``socket_timeout`` is only a backstop.
-    """
-    parts = urlsplit(url)
-    common: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout}
-    if parts.scheme in ("redis", "rediss", "unix"):
-        return Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
-    if parts.scheme not in ("redis+cluster", "rediss+cluster"):
-        raise ConfigError(f"unsupported store URL scheme {parts.scheme!r} in {url!r}")
-    nodes = [_cluster_node(item, url) for item in parts.netloc.rpartition("@")[2].split(",") if item]
-    if not nodes:
-        raise ConfigError(f"no host:port in {url!r}")
-    return RedisCluster(
-        startup_nodes=nodes,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        ssl=parts.scheme == "rediss+cluster",
-        **common,
-    )
-
-
-def _cluster_node(item: str, url: str) -> ClusterNode:
-    host, _, port = item.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"expected host:port, got {item!r} in {url!r}")
-    return ClusterNode(host.strip("[]"), int(port))
 
 
 class RedisStorage:
@@ -154,8 +121,10 @@ class RedisStorage:
         """Store one variant for ``ttl`` + ``keep`` seconds (RFC 9111 §4.1: same variant replaces); best-effort."""
         await self.store(key, entry, ttl)
 
-    async def store(self, key: str, entry: Entry, ttl: float) -> bool:
-        """``put``, saying whether Redis took the entry (False: failed, timed out, or the breaker is open)."""
+    async def store(self, key: str, entry: Entry, ttl: float, *, since: float | None = None) -> PutResult:
+        """``put``, saying whether Redis took the entry: not when it failed, timed out or the breaker is open
+        (``UNAVAILABLE``), nor when the key was invalidated at or after ``since`` (``INVALIDATED``, decided in the
+        put script against the hash's ``~i``; see ``redis_layout``)."""
         now_ms = self._now_ms()
         args = [
             now_ms,
@@ -165,15 +134,22 @@ class RedisStorage:
             layout.text(url_path(entry.url)),
             layout.text(layout.TAG_SEP.join(entry.tags)),
             self._max_variants,
+            "" if since is None else int(since * 1000),
         ]
         seconds = int(ttl + self._keep) + 2
         tags = entry.tags
         written = await self.guard.attempt("put", lambda: self._write(key, args, tags, seconds), self.write_timeout)
-        return written is not None
+        if written is None:
+            return PutResult.UNAVAILABLE
+        return PutResult.INVALIDATED if written[0] < 0 else PutResult.STORED
 
     async def delete(self, key: str) -> int:
-        """Remove every variant of ``key``; raises ``StorageError`` when Redis fails."""
-        return await self._purge("delete", lambda: self._run(self._delete, layout.entry_key(key)), self.write_timeout)
+        """Remove every variant of ``key`` (and of its group, for a URL key); ``StorageError`` when Redis fails."""
+        if url_key_of(key) is not None:
+            return await self._purge(
+                "delete", lambda: self._run(self._delete, layout.entry_key(key)), self.write_timeout
+            )
+        return await self._purge("delete", lambda: self._delete_group(key), self.write_timeout)
 
     async def delete_tag(self, tag: str) -> int:
         """Remove every entry carrying ``tag``, found through the tag's set; raises ``StorageError`` on failure."""
@@ -184,7 +160,8 @@ class RedisStorage:
         return await self._purge("delete_prefix", lambda: self._purge_prefix(prefix), self._purge_budget)
 
     async def stats(self) -> StoreStats:
-        """Exact variant count up to ``EXACT_STATS_LIMIT`` keys, then the key count; bytes is Redis's used_memory."""
+        """Variants and the bytes of our entries (exact up to ``EXACT_STATS_LIMIT`` keys, then estimated from a
+        sample); Redis' ``used_memory`` for the whole server is ``server_memory``."""
         result = await self.guard.call("stats", self._stats, self._purge_budget, None)
         return result or StoreStats(0, 0, None, 0)
 
@@ -217,17 +194,36 @@ class RedisStorage:
     async def _ping(self) -> bool:
         return bool(await self.client.ping())
 
-    async def _write(self, key: str, args: list[Any], tags: tuple[str, ...], seconds: int) -> None:
+    async def _write(self, key: str, args: list[Any], tags: tuple[str, ...], seconds: int) -> int:
+        """The put script's answer (variants kept, or -1: refused as invalidated) once the tag sets are written."""
+        group = url_key_of(key)
+        if group is not None and args[-1] != "":
+            # The URL key's ``~i`` lives in another slot: read it first, and the script refuses on it too (a
+            # narrow window remains between this read and the script; the URL key's own puts have none).
+            mark = await self.client.hget(layout.entry_key(group), layout.INVALIDATED_FIELD)
+            if mark is not None and int(args[-1]) <= int(mark):
+                return -1
         writes: list[Awaitable[Any]] = [self._put(keys=[layout.entry_key(key)], args=args)]
-        if tags:
+        sets = [layout.tag_key(tag) for tag in tags] + ([layout.group_key(group)] if group is not None else [])
+        if sets:
             pipe = self.client.pipeline(transaction=False)
-            for tag in tags:
-                name = layout.tag_key(tag)
+            for name in sets:
                 pipe.sadd(name, key)
                 pipe.expire(name, seconds, nx=True)
                 pipe.expire(name, seconds, gt=True)
             writes.append(pipe.execute())
-        await asyncio.gather(*writes)
+        results = await asyncio.gather(*writes)
+        return int(results[0])
+
+    async def _delete_group(self, key: str) -> int:
+        """The URL key itself and every key its group set lists (RFC 9111 §4.4 reaches every key shape)."""
+        name = layout.group_key(key)
+        members = cast(set[bytes], await self.client.smembers(name))
+        keys: list[str | bytes] = [layout.entry_key(key), *(layout.entry_key_bytes(member) for member in members)]
+        removed = await self._run_each(self._delete, keys)
+        if members:
+            await self.client.srem(name, *members)
+        return removed
 
     async def _run(self, script: Any, name: str | bytes, *extra: Any) -> int:
         return int(await script(keys=[name], args=[self._now_ms(), *extra]))
@@ -252,7 +248,7 @@ class RedisStorage:
         members = cast(set[bytes], await self.client.smembers(name))
         if not members:
             return 0
-        keys = [b"cp:{" + member + b"}" for member in members]
+        keys = [layout.entry_key_bytes(member) for member in members]
         removed = await self._run_each(self._delete_tag, keys, layout.text(tag))
         await self.client.srem(name, *members)
         return removed
@@ -286,16 +282,36 @@ class RedisStorage:
         keys = _total(await self.client.dbsize())
         memory = await self.client.info("memory")
         counters = await self.client.info("stats")
-        entries = keys if keys > EXACT_STATS_LIMIT else await self._count_variants()
-        return StoreStats(entries, _field_sum(memory, "used_memory"), None, _field_sum(counters, "evicted_keys"))
+        entries, own_bytes = await self._count_entries(keys)
+        used = _field_sum(memory, "used_memory")
+        return StoreStats(entries, own_bytes, None, _field_sum(counters, "evicted_keys"), server_memory=used)
 
-    async def _count_variants(self) -> int:
-        names = [name async for name in self.client.scan_iter(match=layout.SCAN_PATTERN, count=1000, _type="hash")]
+    async def _count_entries(self, keys: int) -> tuple[int, int]:
+        """Variants and the bytes of our entry hashes (``MEMORY USAGE … SAMPLES 0``), sampled on a big keyspace.
+
+        Up to ``EXACT_STATS_LIMIT`` keys every entry hash is measured; beyond, the first ``BYTES_SAMPLE`` hashes a
+        SCAN returns are, their mean is multiplied by the key count, and the entry count is the key count. Tag sets
+        and lease keys are not entries and are left out; Redis' own figure for the whole server is reported apart.
+        """
+        exact = keys <= EXACT_STATS_LIMIT
+        names: list[bytes] = []
+        async for name in self.client.scan_iter(match=layout.SCAN_PATTERN, count=1000, _type="hash"):
+            names.append(name)
+            if not exact and len(names) >= BYTES_SAMPLE:
+                break
+        if not names:
+            return (0 if exact else keys), 0
         pipe = self.client.pipeline(transaction=False)
         for name in names:
             pipe.hget(name, "~c")
-        counts: list[bytes | None] = await pipe.execute() if names else []
-        return sum(int(count or 0) for count in counts)
+            pipe.memory_usage(name, samples=0)
+        replies: list[Any] = await pipe.execute()
+        variants = sum(int(count or 0) for count in replies[0::2])
+        # A hash without ``~c`` holds no entry, only an invalidation mark (``~i``): not our entries' bytes.
+        measured = sum(int(size or 0) for count, size in zip(replies[0::2], replies[1::2], strict=True) if count)
+        if exact:
+            return variants, measured
+        return keys, measured * keys // len(names)
 
 
 def _total(value: Any) -> int:

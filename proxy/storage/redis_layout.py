@@ -4,35 +4,69 @@ One Redis hash per cache key, ``cp:{K}`` (the hash tag ``{K}`` pins it to one Cl
 ``HGETALL`` and every change to a key is one script. Each variant ``<id>`` (a short hash of ``Entry.variant``,
 RFC 9111 §4.1) has these fields:
 
-    v:<id>   the entry in the versioned codec (proxy.cache.codec)
+    v:<id>   the entry in the versioned codec (proxy.storage.codec)
     m:<id>   "<expires-ms> <seq>": its own expiry (wall clock of the writers) and write order
     p:<id>   its URL path and query, for purge by prefix
     t:<id>   its tags, joined by U+001F (absent when it has none)
 
-and the key has three bookkeeping fields: ``~n`` (the write counter), ``~c`` (how many variants) and ``~p`` (the
+and the key has four bookkeeping fields: ``~n`` (the write counter), ``~c`` (how many variants), ``~p`` (the
 distinct paths of its variants, joined by newlines, so purge by prefix can filter ``SCAN`` results with one
-pipelined ``HGET`` before running a script). The key's own ``PEXPIRE`` is the latest expiry of its variants
-(relative, so Redis's clock need not agree with ours); expired variants are filtered on read and dropped by the
-next script that touches the key. Per tag, a set ``cp:tag:{tag}`` lists the cache keys that had a variant with it.
-It lives in its own slot, so it is written beside the entry script, not inside it.
+pipelined ``HGET`` before running a script) and ``~i`` (when the key was last invalidated, ms).
+
+RFC 9111 §4.4 across processes: a delete or purge script does not drop the hash outright; it drops the variants and
+leaves ``~i`` = its ``now`` (the writer's wall clock, ``Clock.now``) for ``INVALIDATION_KEEP_MS``, and the put script
+refuses an entry whose fetch began (``since``) at or before ``~i``: a fetch already in flight when the write's
+invalidation came cannot store the old representation, whichever worker or host fetched it. The comparison is
+between two hosts' clocks: it assumes they agree within a small skew (NTP), much smaller than the time a fetch
+takes; a host whose clock runs ahead by more could still store a response that began before the invalidation.
+
+The key's own ``PEXPIRE`` is the latest expiry of its variants (or of ``~i``) (relative, so Redis's clock need not
+agree with ours); expired variants are filtered on read and dropped by the next script that touches the key. Per
+tag, a set ``cp:tag:{tag}`` lists the cache keys that had a variant with it. It lives in its own slot, so it is
+written beside the entry script, not inside it. In the same way, per URL key, a set ``cp:grp:{url key}`` lists the
+suffixed keys of its group (``storage.base.GROUP_SEP``: keys that include request headers or cookies), so that
+deleting the URL reaches them all. A fetch's cross-process lease is ``cp:{K}:lease`` (same slot as the entry). Every
+name under ``cp:`` is spelled in this module only.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-PREFIX = "cp:"
-SCAN_PATTERN = "cp:{*"
+from proxy.storage.marks import KEEP
+
+INVALIDATION_KEEP_MS = int(KEEP * 1000)  # how long ``~i`` outlives the variants it cleared
+INVALIDATED_FIELD = "~i"  # the field of an entry hash that says when the key was last invalidated (ms)
+
+_ENTRY_PREFIX = "cp:{"
+SCAN_PATTERN = _ENTRY_PREFIX + "*"
 TAG_SEP = "\x1f"
 PATH_SEP = "\n"
+LEASE_DONE_CHANNEL = "cp:lease-done"  # a lease holder announces a key done (``proxy.storage.lease``)
+INVALIDATION_CHANNEL = "cp:inval"  # two-tier L1 invalidations (``proxy.storage.tiered``)
 
 
 def entry_key(key: str) -> str:
-    return f"cp:{{{key}}}"
+    """The hash of cache key ``key``: ``cp:{K}``, the hash tag pinning it to one Cluster slot."""
+    return f"{_ENTRY_PREFIX}{key}}}"
+
+
+def entry_key_bytes(key: bytes) -> bytes:
+    """``entry_key`` for a key read back from Redis as bytes (a tag set's member)."""
+    return _ENTRY_PREFIX.encode() + key + b"}"
+
+
+def lease_key(key: str) -> str:
+    """The cross-process single-flight lease of ``key``, in the entry's slot."""
+    return f"{entry_key(key)}:lease"
 
 
 def tag_key(tag: str) -> str:
     return f"cp:tag:{{{tag}}}"
+
+
+def group_key(url_key: str) -> str:
+    return f"cp:grp:{{{url_key}}}"
 
 
 def variant_id(variant: str) -> str:
@@ -71,8 +105,14 @@ local function live()
   return out
 end
 local function finish(vars)
+  local keep_until = tonumber(redis.call('HGET', h, '~i') or '-1') + KEEP_MS
   if #vars == 0 then
-    redis.call('DEL', h)
+    if keep_until > now then
+      redis.call('HDEL', h, '~c', '~p')
+      redis.call('PEXPIRE', h, keep_until - now)
+    else
+      redis.call('DEL', h)
+    end
     return
   end
   local maxexp, seen, paths = 0, {}, {}
@@ -85,7 +125,11 @@ local function finish(vars)
     end
   end
   redis.call('HSET', h, '~c', #vars, '~p', table.concat(paths, '\\n'))
-  redis.call('PEXPIRE', h, maxexp - now + 1000)
+  redis.call('PEXPIRE', h, math.max(maxexp, keep_until) - now + 1000)
+end
+local function mark_invalidated()
+  local was = tonumber(redis.call('HGET', h, '~i') or '0')
+  redis.call('HSET', h, '~i', math.max(was, now))
 end
 local function remove_where(matches)
   local kept, n = {}, 0
@@ -112,11 +156,16 @@ end
 
 
 def _with_helpers(body: str) -> str:
-    return _LUA_COMMON + body
+    return _LUA_COMMON.replace("KEEP_MS", str(INVALIDATION_KEEP_MS)) + body
 
 
-# ARGV: now-ms, id, value, expires-ms, path, tags, max-variants. Returns the number of variants kept.
+# ARGV: now-ms, id, value, expires-ms, path, tags, max-variants, since-ms ('' for none). Returns the number of
+# variants kept, or -1 when the key was invalidated at or after since-ms (nothing changed).
 PUT = _with_helpers("""
+local since = tonumber(ARGV[8])
+if since ~= nil and since <= tonumber(redis.call('HGET', h, '~i') or '-1') then
+  return -1
+end
 local id, exp = ARGV[2], tonumber(ARGV[4])
 local vars, kept = live(), {}
 for _, v in ipairs(vars) do
@@ -142,21 +191,27 @@ finish(kept)
 return #kept
 """)
 
-# ARGV: now-ms. Returns how many live variants were removed.
+# ARGV: now-ms. Returns how many live variants were removed; leaves ``~i``.
 DELETE = _with_helpers("""
 local n = #live()
+mark_invalidated()
+local mark = redis.call('HGET', h, '~i')
 redis.call('DEL', h)
+redis.call('HSET', h, '~i', mark)
+finish({})
 return n
 """)
 
-# ARGV: now-ms, tag. Returns how many live variants carrying the tag were removed.
+# ARGV: now-ms, tag. Returns how many live variants carrying the tag were removed; leaves ``~i``.
 DELETE_TAG = _with_helpers("""
+mark_invalidated()
 return remove_where(function(id) return has_tag(id, ARGV[2]) end)
 """)
 
-# ARGV: now-ms, prefix. Returns how many live variants whose path starts with the prefix were removed.
+# ARGV: now-ms, prefix. Returns how many live variants whose path starts with the prefix were removed; leaves ``~i``.
 DELETE_PREFIX = _with_helpers("""
 local prefix = ARGV[2]
+mark_invalidated()
 return remove_where(function(id)
   local p = redis.call('HGET', h, 'p:' .. id) or ''
   return string.sub(p, 1, #prefix) == prefix

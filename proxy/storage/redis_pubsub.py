@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from proxy.storage.redis import Client
+from proxy.storage.redis_client import Client
 
 
 async def publish(client: Client, channel: str, message: bytes) -> None:

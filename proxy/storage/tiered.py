@@ -22,13 +22,15 @@ import secrets
 
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.messages import Entry
-from proxy.storage.base import StoreStats
+from proxy.storage import redis_layout as layout
+from proxy.storage.base import GROUP_SEP, PutResult, StoreStats
+from proxy.storage.eviction import DEFAULT_POLICY
 from proxy.storage.lease import RedisLease
-from proxy.storage.memory import MemoryStorage
+from proxy.storage.memory import EvictionStats, MemoryStorage
 from proxy.storage.redis import RedisStorage
 from proxy.storage.redis_pubsub import Subscriber, publish
 
-CHANNEL = "cp:inval"
+CHANNEL = layout.INVALIDATION_CHANNEL
 log = logging.getLogger("cacheproxy.storage")
 
 
@@ -46,6 +48,7 @@ class TieredStorage:
         max_variants: int = 16,
         channel: str = CHANNEL,
         backoff: tuple[float, float] = (0.1, 2.0),
+        eviction: str = DEFAULT_POLICY,
     ) -> None:
         self.l2 = l2
         self.instance_id = secrets.token_hex(8)
@@ -55,6 +58,7 @@ class TieredStorage:
         self.flushes = 0  # whole-L1 flushes: on every (re)subscription and every lost subscription
         self.subscription_losses = 0
         self._l1_budget = l1_budget
+        self._eviction = eviction
         self._max_variants = max_variants
         self._clock = clock
         self._backoff = backoff
@@ -119,12 +123,19 @@ class TieredStorage:
         return [entry for entry, _ in timed]
 
     async def put(self, key: str, entry: Entry, ttl: float) -> None:
-        stored = await self.l2.store(key, entry, ttl)
+        await self.store(key, entry, ttl)
+
+    async def store(self, key: str, entry: Entry, ttl: float, *, since: float | None = None) -> PutResult:
+        """``put``, refused as L2 refuses it when the key was invalidated at or after ``since``. With Redis
+        unreachable the entry is kept in this worker's L1 and counts as stored (as ``put`` always did)."""
+        result = await self.l2.store(key, entry, ttl, since=since)
         await self._drop_local(b"k", key)
-        if stored:
+        if result is PutResult.STORED:
             await self._publish(b"k", key)
-        elif self._task is not None:
+        elif result is PutResult.UNAVAILABLE and self._task is not None:
             await self.l1.put(key, entry, ttl)  # Redis unreachable: serve this worker's own entry from L1
+            return PutResult.STORED
+        return result
 
     async def delete(self, key: str) -> int:
         """Drop from L1, then L2 (``StorageError`` from L2 propagates), then tell the other instances."""
@@ -152,8 +163,14 @@ class TieredStorage:
     async def ping(self) -> bool:
         return await self.l2.ping()
 
+    def eviction_stats(self) -> EvictionStats:
+        """The L1's policy figures (they restart from zero when L1 is flushed)."""
+        return self.l1.eviction_stats()
+
     def _new_l1(self) -> MemoryStorage:
-        return MemoryStorage(self._l1_budget, clock=self._clock, max_variants=self._max_variants)
+        return MemoryStorage(
+            self._l1_budget, clock=self._clock, max_variants=self._max_variants, eviction=self._eviction
+        )
 
     def _begin_read(self, key: str) -> tuple[int, int]:
         """Note a lookup of ``key`` going to L2; the token tells ``_end_read`` what it must not have missed."""
@@ -174,9 +191,11 @@ class TieredStorage:
     async def _drop_local(self, kind: bytes, argument: str) -> None:
         """Apply one invalidation to L1, and keep lookups in flight that it concerns from filling L1."""
         if kind == b"k":
-            if argument in self._readers:
-                self._key_generation[argument] = self._key_generation.get(argument, 0) + 1
-            await self.l1.delete(argument)
+            group = argument + GROUP_SEP
+            for reader in [argument, *(k for k in self._readers if k.startswith(group))]:
+                if reader in self._readers:
+                    self._key_generation[reader] = self._key_generation.get(reader, 0) + 1
+            await self.l1.delete(argument)  # a URL key takes its group along (MemoryStorage.delete)
             return
         self._generation += 1
         if kind == b"t":

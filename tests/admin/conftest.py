@@ -47,7 +47,7 @@ async def proxy(origin: RunningOrigin) -> AsyncIterator[RunningProxy]:
 def admin_client(app: ProxyApp, *, client: tuple[str, int] = ("127.0.0.1", 4321)) -> httpx.AsyncClient:
     """An in-process client of ``app`` (no lifespan) that appears to come from ``client``."""
     transport = httpx.ASGITransport(app=app, client=client)
-    return httpx.AsyncClient(transport=transport, base_url="http://proxy.test")
+    return httpx.AsyncClient(transport=transport, base_url="http://localhost")  # admin pages check Host
 
 
 CACHEABLE = {"Cache-Control": "max-age=300", "ETag": '"v1"'}

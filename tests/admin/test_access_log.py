@@ -7,9 +7,12 @@ an earlier batch, and none may be missing.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,12 +20,12 @@ import httpx
 import pytest
 
 from proxy.admin.observe import AccessRecord, line_formatter, lines_formatter
-from proxy.cache.answers import CacheOutcome
-from proxy.logs import AccessLog
+from proxy.cache.answer import CacheOutcome
+from proxy.logs import AccessLog, configure
 from tests.admin.conftest import CACHEABLE, RunningProxy, run_proxy
 from tests.security.harness import recording_upstream
 from tests.support.origin import RunningOrigin
-from tests.support.servers import free_port, run_process, stop_process
+from tests.support.servers import free_port, run_process, stop_process, wait_http
 
 FIELDS = {"method", "path", "status", "outcome", "detail", "route", "upstream_time", "duration", "bytes", "client"}
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO cacheproxy\.access: "
@@ -75,6 +78,9 @@ async def test_access_log_json_fields(origin: RunningOrigin, tmp_path: Path) -> 
     assert miss["outcome"] == "miss"
     assert isinstance(miss["upstream_time"], float)
     assert miss["logger"] == "cacheproxy.access"
+    # what ``cacheproxy simulate`` and ``warm --from-log`` replay (the eviction work)
+    assert miss["key"] == hit["key"] and isinstance(hit["key"], str)
+    assert (miss["size"], hit["size"], miss["storable"], hit["storable"]) == (5, 5, True, True)
 
 
 async def test_access_log_off(origin: RunningOrigin, tmp_path: Path) -> None:
@@ -168,3 +174,50 @@ def test_writer_survives_a_failed_batch(caplog: pytest.LogCaptureFixture, tmp_pa
     os.close(fd)
     assert "access log: a batch of lines could not be written" in caplog.text
     assert path.read_text().endswith("bytes=7\n")
+
+
+def _serve_workers_and_log(origin: RunningOrigin, redis_url: str, log_path: Path, *extra: str) -> None:
+    """``cacheproxy serve --workers 2`` on Redis; three requests; SIGTERM; everything it logged is in ``log_path``."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = [sys.executable, "-m", "proxy", "serve", "--upstream", origin.url, "--port", str(port)]
+    args += ["--store", redis_url, "--workers", "2", *extra]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=log)
+        try:
+            wait_http(url + "/_cacheproxy/healthz", timeout=60, proc=proc)
+            for _ in range(3):
+                httpx.get(url + "/w", timeout=10)
+        finally:
+            stop_process(proc, grace=30)
+
+
+async def test_issue13_8_workers_log_each_request_once(origin: RunningOrigin, redis_url: str, tmp_path: Path) -> None:
+    origin.set("/w", headers=CACHEABLE, body="w")
+    log_path = tmp_path / "serve.log"
+    await asyncio.to_thread(_serve_workers_and_log, origin, redis_url, log_path)
+    lines = log_path.read_text().splitlines()
+    assert [line for line in lines if "uvicorn.access" in line] == []
+    assert len([line for line in lines if "cacheproxy.access: GET /w 200" in line]) == 3
+
+
+async def test_issue14_5_no_access_log_holds_with_workers(
+    origin: RunningOrigin, redis_url: str, tmp_path: Path
+) -> None:
+    origin.set("/w", headers=CACHEABLE, body="w")
+    log_path = tmp_path / "serve.log"
+    await asyncio.to_thread(_serve_workers_and_log, origin, redis_url, log_path, "--no-access-log")
+    text = log_path.read_text()
+    assert "Application startup complete" in text  # the log was written, just without access lines
+    assert "uvicorn.access" not in text
+    assert "cacheproxy.access" not in text
+
+
+def test_issue13_8_uvicorn_access_stays_silent_whatever_the_order() -> None:
+    """uvicorn's own set-up first (as in a worker), then ours: uvicorn.access must still have no handler."""
+    import uvicorn
+
+    uvicorn.Config(app=None, access_log=True, log_config=None).configure_logging()  # type: ignore[arg-type]
+    configure("text")
+    assert not logging.getLogger("uvicorn.access").hasHandlers()

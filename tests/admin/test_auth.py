@@ -114,3 +114,27 @@ async def test_admin_custom_prefix(origin: RunningOrigin) -> None:
         forwarded = await proxy.client.get("/_cacheproxy/healthz")
     assert health.text == "ok\n"
     assert forwarded.text == "origin /_cacheproxy/healthz"
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        (b"localhost", True), (b"LOCALHOST:8080", True), (b"127.0.0.1:8080", True), (b"[::1]:8080", True),
+        (b"cache.internal:1", True), (b"rebound.attacker.example", False), (b"127.0.0.1.nip.io", False),
+        (b"localhost.attacker.example", False), (b"[::2]", False),
+    ],
+)  # fmt: skip
+def test_issue9_5_admin_host_names_against_dns_rebinding(host: bytes, allowed: bool) -> None:
+    from proxy.admin.auth import admin_hosts, host_allowed
+
+    assert host_allowed({"headers": [(b"host", host)]}, admin_hosts("cache.internal, other:99")) is allowed
+
+
+def test_issue9_5_admin_uses_the_client_the_edge_resolved() -> None:
+    from proxy.head import SCOPE_KEY
+    from proxy.messages import RequestHead
+
+    forwarded = RequestHead("GET", "http", "localhost", "/", client="203.0.113.9", peer="127.0.0.1")
+    assert not is_allowed({"client": ("127.0.0.1", 1), "headers": [], SCOPE_KEY: forwarded}, None)
+    sidecar = RequestHead("GET", "http", "localhost", "/", client="127.0.0.6", peer="127.0.0.6")
+    assert not is_allowed({"client": ("127.0.0.6", 1), "headers": [], SCOPE_KEY: sidecar}, None)

@@ -68,7 +68,7 @@ class DegradedStore:
 
 async def test_readyz_degraded_store_stays_ready(origin: RunningOrigin) -> None:
     async with run_proxy(origin.url) as proxy:
-        proxy.app.runtime.stores["redis"] = DegradedStore()
+        proxy.app.runtime.set_store("redis", DegradedStore())
         response = await proxy.client.get("/_cacheproxy/readyz")
     assert response.status_code == 200
     assert response.json() == {"upstream": "ok", "store": "degraded", "stores": {"memory": "ok", "redis": "degraded"}}

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.admin.metrics import FAMILIES, Metrics, status_class
 from proxy.admin.observe import AdminObserver
-from proxy.cache.answers import Answer, CacheOutcome
+from proxy.cache.answer import Answer, CacheOutcome
 from proxy.clock import FakeClock
 from proxy.messages import Headers, RequestHead
 from tests.admin.conftest import CACHEABLE, RunningProxy, run_proxy
@@ -98,9 +98,9 @@ async def test_metrics_upstream_failure_counted_as_error(proxy: RunningProxy, or
 
 
 async def test_metrics_evictions_from_store_stats(origin: RunningOrigin) -> None:
-    origin.set("/big/1", headers=CACHEABLE, body="x" * 3000)
-    origin.set("/big/2", headers=CACHEABLE, body="y" * 3000)
-    async with run_proxy(origin.url, memory_budget=5000) as proxy:
+    origin.set("/big/1", headers=CACHEABLE, body="x" * 10000)
+    origin.set("/big/2", headers=CACHEABLE, body="y" * 10000)
+    async with run_proxy(origin.url, memory_budget=20000) as proxy:  # one fits (Entry.size: body + ~5 KB), not two
         await proxy.client.get("/big/1")
         await proxy.client.get("/big/2")
         _, samples = await scrape(proxy)
@@ -141,7 +141,7 @@ class ErringStore(DegradedStore):
 
 async def test_metrics_store_errors_from_error_counts(proxy: RunningProxy) -> None:
     store = ErringStore()
-    proxy.app.runtime.stores["redis"] = store
+    proxy.app.runtime.set_store("redis", store)
     _, first = await scrape(proxy)
     store.counts["get"] = 5
     _, second = await scrape(proxy)
@@ -255,3 +255,24 @@ def test_batched_tally_matches_direct_prometheus_observations() -> None:
 
     assert samples(batched) == samples(direct)
     assert samples(batched)[("cacheproxy_request_duration_seconds_count", (("outcome", "hit"),))] == 7
+
+
+async def test_issue13_7_redis_stored_bytes_are_our_entries_not_used_memory(
+    origin: RunningOrigin, redis_url: str
+) -> None:
+    body = "x" * 27
+    origin.set("/r", headers=CACHEABLE, body=body)
+    async with run_proxy(origin.url, store=redis_url) as proxy:
+        _, empty = await scrape(proxy)
+        await proxy.client.get("/r")
+        _, one = await scrape(proxy)
+        purged = await proxy.client.post("/_cacheproxy/purge", json={"url": proxy.url + "/r"})
+        _, after = await scrape(proxy)
+    assert purged.json() == {"purged": 1}
+    assert value(empty, "cacheproxy_stored_bytes", store="redis") == 0
+    own = value(one, "cacheproxy_stored_bytes", store="redis")
+    server = value(one, "cacheproxy_redis_used_memory_bytes", store="redis")
+    assert len(body) < own < 4096  # one small entry: its hash, not the server's megabytes
+    assert server > 100 * own  # Redis' whole footprint, reported under its own name
+    assert value(after, "cacheproxy_stored_bytes", store="redis") == 0
+    assert value(after, "cacheproxy_stored_entries", store="redis") == 0

@@ -145,7 +145,9 @@ async def test_purge_tag_from_route_tags(origin: RunningOrigin, tmp_path: Path) 
 
 
 async def test_purge_bad_body_400(proxy: RunningProxy) -> None:
-    response = await proxy.client.post("/_cacheproxy/purge", content=b"{nope")
+    response = await proxy.client.post(
+        "/_cacheproxy/purge", content=b"{nope", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 400
     assert "JSON" in response.text
     unknown = await proxy.client.post("/_cacheproxy/purge", json={"everything": True})
@@ -160,7 +162,7 @@ class FailingStore(DegradedStore):
 
 
 async def test_purge_store_failure_503(proxy: RunningProxy) -> None:
-    proxy.app.runtime.stores["redis"] = FailingStore()
+    proxy.app.runtime.set_store("redis", FailingStore())
     response = await proxy.client.post("/_cacheproxy/purge", json={"tag": "x"})
     assert response.status_code == 503
     assert "store unavailable" in response.json()["error"]

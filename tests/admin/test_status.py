@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 from proxy.admin.observe import BUCKET_SECONDS, BUCKETS, Traffic
-from proxy.cache.answers import CacheOutcome
+from proxy.cache.answer import CacheOutcome
 from tests.admin.conftest import CACHEABLE, RunningProxy
 from tests.support.origin import RunningOrigin
 

@@ -71,3 +71,55 @@ async def test_status_page_purge_form_empties_the_entry(
     await expect(page.locator("#purge-result")).to_contain_text("purge failed: 400")
     await page.close()
     assert [p for p in problems if "400" not in p] == []
+
+
+GEOMETRY = """() => {
+  const chart = document.getElementById("chart");
+  const frame = chart.getBoundingClientRect();
+  const box = (el) => { const r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  return {
+    frame: box(chart),
+    labels: Array.from(chart.querySelectorAll("text")).map((t) => [t.textContent, box(t)]),
+    dots: Array.from(chart.querySelectorAll("circle")).map(box),
+    width: frame.width,
+  };
+}"""
+
+
+async def test_issue13_9_chart_geometry_at_1280px_labels_inside_dots_round(
+    browser: Browser, proxy: RunningProxy, origin: RunningOrigin
+) -> None:
+    origin.set("/geo", headers=CACHEABLE, body="geo")
+    for _ in range(4):
+        await proxy.client.get("/geo")
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    await page.goto(proxy.admin + "/")
+    await expect(page.locator("#chart")).to_have_attribute("data-requests", "4")
+    assert await page.locator("#chart").get_attribute("preserveAspectRatio") is None
+    geometry = await page.evaluate(GEOMETRY)
+    left, top, right, bottom = geometry["frame"]
+    assert geometry["width"] > 900  # the chart spans the page (its max-width) at 1280 px
+    assert {"0%", "50%", "100%", "now"} <= {text for text, _ in geometry["labels"]}
+    for text, (x0, y0, x1, y1) in geometry["labels"]:
+        assert left <= x0 and x1 <= right and top <= y0 and y1 <= bottom, f"label {text!r} leaves the chart"
+        assert x1 - x0 < 60, f"label {text!r} is stretched: {x1 - x0:.0f} px wide"
+    assert geometry["dots"]
+    for x0, y0, x1, y1 in geometry["dots"]:
+        assert abs((x1 - x0) - (y1 - y0)) < 0.5, "a point is drawn as an ellipse: the chart is stretched"
+    await page.close()
+
+
+async def test_issue13_9_hit_ratio_says_what_it_counts(
+    browser: Browser, proxy: RunningProxy, origin: RunningOrigin
+) -> None:
+    origin.set("/counted", headers=CACHEABLE, body="c")
+    for _ in range(3):
+        await proxy.client.get("/counted")  # one miss, two hits
+    await proxy.client.post("/counted", content=b"x")  # bypassed (method): not in the ratio
+    page, problems = await open_page(browser, proxy.admin + "/")
+    await expect(page.locator("#hit-ratio")).to_have_text("66.7 %")
+    await expect(page.locator("#hit-ratio-basis")).to_have_text(
+        "2 served from cache / 3 cacheable requests (bypassed excluded: 1)"
+    )
+    await page.close()
+    assert problems == []

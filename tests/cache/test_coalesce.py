@@ -28,7 +28,7 @@ async def test_only_the_first_outcome_counts_and_followers_get_it() -> None:
     flight, _ = coalescer.join("k")
     waiter = asyncio.create_task(flight.wait(5))
     flight.publish(Shared(entry()))
-    coalescer.land(flight, NotShared(Reason.NOT_STORED))
+    coalescer.finish(flight, NotShared(Reason.NOT_STORED))
     assert await waiter == Shared(entry())
     assert coalescer.current("k") is None
 
@@ -43,7 +43,7 @@ async def test_hit_for_miss_remembers_unshared_keys_until_it_expires() -> None:
     clock = FakeClock()
     coalescer = Coalescer(clock, hit_for_miss=10.0)
     flight, _ = coalescer.join("k")
-    coalescer.land(flight, NotShared(Reason.PRIVATE))
+    coalescer.finish(flight, NotShared(Reason.PRIVATE))
     assert coalescer.is_unshared("k")
     clock.advance(10.0)
     assert not coalescer.is_unshared("k")
@@ -52,10 +52,10 @@ async def test_hit_for_miss_remembers_unshared_keys_until_it_expires() -> None:
 async def test_hit_for_miss_is_forgotten_once_a_response_is_shared() -> None:
     coalescer = Coalescer(FakeClock())
     first, _ = coalescer.join("k")
-    coalescer.land(first, NotShared(Reason.SET_COOKIE))
+    coalescer.finish(first, NotShared(Reason.SET_COOKIE))
     second, _ = coalescer.join("k")
     second.publish(Shared(entry()))
-    coalescer.land(second, NotShared(Reason.NOT_STORED))
+    coalescer.finish(second, NotShared(Reason.NOT_STORED))
     assert not coalescer.is_unshared("k")
 
 
@@ -63,5 +63,5 @@ async def test_hit_for_miss_memory_is_bounded() -> None:
     coalescer = Coalescer(FakeClock(), memory=3)
     for key in "abcde":
         flight, _ = coalescer.join(key)
-        coalescer.land(flight, NotShared(Reason.PRIVATE))
+        coalescer.finish(flight, NotShared(Reason.PRIVATE))
     assert [k for k in "abcde" if coalescer.is_unshared(k)] == ["c", "d", "e"]

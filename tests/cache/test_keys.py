@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from proxy.cache.keys import ABSENT, key_parts, primary_key, shape_query
 from proxy.messages import Headers, RequestHead
 from proxy.rules.model import KeySpec, Route
@@ -84,6 +86,41 @@ def test_key_sort_params_makes_order_irrelevant_but_keeps_repeats_in_order() -> 
 def test_key_shaping_keeps_original_encoding() -> None:
     route = shaped(ignore_params=("x",))
     assert shape_query("q=a%20b&x=1&r=c+d", route.key) == "q=a%20b&r=c+d"
+
+
+@pytest.mark.parametrize(
+    ("spec", "query", "shaped_query"),
+    [
+        pytest.param(
+            {"ignore_params": ("utm_*",)},
+            "id=1&utm_x=1;callback=evil",
+            "id=1&utm_x=1;callback=evil",
+            id="key-semicolon-ignored-param-with-semicolon-kept",
+        ),
+        pytest.param(
+            {"ignore_params": ("utm_*",)},
+            "utm_x;callback=evil=1",
+            "utm_x;callback=evil=1",
+            id="key-semicolon-in-ignored-name-kept",
+        ),
+        pytest.param(
+            {"ignore_params": ("utm_*",)},
+            "utm_x=1%3Bcallback=evil",
+            "utm_x=1%3Bcallback=evil",
+            id="key-semicolon-percent-encoded-kept",
+        ),
+        pytest.param(
+            {"keep_params": ("q",)},
+            "q=1&x=2;callback=evil",
+            "q=1&x=2;callback=evil",
+            id="key-semicolon-unkept-param-with-semicolon-kept",
+        ),
+        pytest.param({"ignore_params": ("utm_*",)}, "id=1&utm_x=1", "id=1", id="key-semicolon-plain-ignored-dropped"),
+    ],
+)
+def test_key_semicolon_never_hides_a_parameter(spec: dict[str, object], query: str, shaped_query: str) -> None:
+    route = shaped(**spec)
+    assert shape_query(query, route.key) == shaped_query
 
 
 def test_key_headers_in_key() -> None:

@@ -86,9 +86,9 @@ async def test_single_flight_too_large_releases_followers_at_headers(proxy: Prox
 
 async def test_single_flight_upstream_error_reaches_every_follower(proxy: Proxied) -> None:
     proxy.origin.set("/slowdown", delay=2.0, body="late")
-    proxy.app.runtime.upstream.config = type(proxy.app.runtime.upstream.config)(proxy.origin.url, read_timeout=0.5)
-    await proxy.app.runtime.upstream.close()
-    await proxy.app.runtime.upstream.start()
+    proxy.app.runtime.origin.config = type(proxy.app.runtime.origin.config)(proxy.origin.url, read_timeout=0.5)
+    await proxy.app.runtime.origin.close()
+    await proxy.app.runtime.origin.start()
     responses = await asyncio.gather(*(proxy.client.get("/slowdown") for _ in range(5)))
     assert [r.status_code for r in responses] == [504] * 5
     assert proxy.origin.hits["/slowdown"] == 1
@@ -136,7 +136,7 @@ async def test_single_flight_10000_waiting_followers_cost_little_memory() -> Non
     await asyncio.sleep(0)
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    coalescer.land(flight, NotShared(Reason.PRIVATE))
+    coalescer.finish(flight, NotShared(Reason.PRIVATE))
     outcomes = await asyncio.gather(*tasks)
     assert all(o == NotShared(Reason.PRIVATE) for o in outcomes)
     assert used < 40 * 1024 * 1024, f"{used / 1e6:.1f} MB for 10,000 waiting followers"

@@ -17,7 +17,7 @@ import pytest
 from proxy.cache.keys import primary_key
 from proxy.messages import RequestHead
 from proxy.rules.model import Rules
-from proxy.storage.lease import lease_name
+from proxy.storage import redis_layout as layout
 from tests.e2e.conftest import run_proxy
 from tests.redis_servers import RedisServer
 from tests.support.origin import RunningOrigin
@@ -118,7 +118,7 @@ async def test_crashed_lease_holder_delays_others_by_at_most_the_lease(
         host = proxy.url.removeprefix("http://")
         key = primary_key(RequestHead("GET", "http", host, "/leased"), Rules.builtin().default)
         with redis_server.client() as client:  # a leader in another process took the lease and died
-            client.set(lease_name(key), "dead-process", px=1500)
+            client.set(layout.lease_key(key), "dead-process", px=1500)
         loop = asyncio.get_running_loop()
         started = loop.time()
         response = await proxy.client.get("/leased", timeout=30)

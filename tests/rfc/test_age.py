@@ -7,9 +7,11 @@ import pytest
 from proxy.messages import Entry, Headers, ResponseHead
 from proxy.rfc.age import (
     age_header_value,
+    age_value,
     corrected_initial_age,
     current_age,
     format_http_date,
+    forwarded_age,
     parse_http_date,
 )
 from proxy.rfc.directives import DELTA_MAX
@@ -101,3 +103,54 @@ AGE_FIELD = {
 @pytest.mark.parametrize(("age", "expected"), AGE_FIELD.values(), ids=AGE_FIELD.keys())
 def test_age_header_value(age: float, expected: str) -> None:
     assert age_header_value(age) == expected
+
+
+# RFC 9111 §5.1: the Age field as received: a plain non-negative integer, else ignored; a list is read cautiously.
+AGE_VALUES = {
+    "rfc9111-5.1-age-plain-integer": ([("Age", "7200")], 7200),
+    "rfc9111-5.1-age-zero": ([("Age", "0")], 0),
+    "rfc9111-5.1-age-ows-not-part-of-value": ([("Age", "1 ")], 1),
+    "rfc9111-5.1-age-float-ignored": ([("Age", "1.5")], None),
+    "rfc9111-5.1-age-float-zero-fraction-ignored": ([("Age", "7200.0")], None),
+    "rfc9111-5.1-age-negative-ignored": ([("Age", "-1")], None),
+    "rfc9111-5.1-age-plus-sign-ignored": ([("Age", "+1")], None),
+    "rfc9111-5.1-age-non-numeric-ignored": ([("Age", "abc")], None),
+    "rfc9111-5.1-age-parameter-ignored": ([("Age", "7200;foo=111")], None),
+    "rfc9111-5.1-age-unicode-digits-ignored": ([("Age", "\u0667")], None),
+    "rfc9111-5.1-age-empty-ignored": ([("Age", "")], None),
+    "rfc9111-1.2.2-age-above-2-31-is-2-31": ([("Age", "99999999999")], DELTA_MAX),
+    "rfc9111-5.1-age-list-first-member": ([("Age", "7200, 7200")], 7200),
+    "rfc9111-5.1-age-list-first-member-old": ([("Age", "7200,0")], 7200),
+    "rfc9111-5.1-age-list-later-member-not-trusted-younger": ([("Age", "1,2")], 2),
+    "rfc9111-5.1-age-list-first-zero-later-old": ([("Age", "0,7200")], 7200),
+    "rfc9111-5.1-age-two-lines-first-old": ([("Age", "7200"), ("Age", "0")], 7200),
+    "rfc9111-5.1-age-two-lines-later-old": ([("Age", "0"), ("Age", "7200")], 7200),
+    "rfc9111-5.1-age-list-invalid-first-member-voids-field": ([("Age", "abc, 7200")], None),
+    "rfc9111-5.1-age-list-invalid-later-member-skipped": ([("Age", "60, abc")], 60),
+    "rfc9111-5.1-age-absent": ([], None),
+}
+
+
+@pytest.mark.parametrize(("fields", "expected"), AGE_VALUES.values(), ids=AGE_VALUES.keys())
+def test_age_value(fields: list[tuple[str, str]], expected: int | None) -> None:
+    assert age_value(Headers(fields)) == expected
+
+
+# RFC 9111 §4.2.3 for a response passed on without being stored: corrected initial age plus time since arrival.
+FORWARDED = {
+    "rfc9111-4.2.3-forwarded-upstream-age-kept": ([("Age", "7200")], T, T, T, 7200.0),
+    "rfc9111-4.2.3-forwarded-delay-added": ([("Age", "7200")], T - 2, T, T, 7202.0),
+    "rfc9111-4.2.3-forwarded-time-since-arrival-added": ([("Age", "10")], T, T, T + 3, 13.0),
+    "rfc9111-4.2.3-forwarded-no-age-no-delay-is-zero": ([], T, T, T, 0.0),
+    "rfc9111-4.2.3-forwarded-invalid-age-ignored": ([("Age", "-7200")], T, T, T, 0.0),
+    "rfc9111-4.2.3-forwarded-apparent-age-from-date": ([("Date", format_http_date(T - 50))], T, T, T, 50.0),
+}
+
+
+@pytest.mark.parametrize(
+    ("fields", "request_time", "response_time", "now", "expected"), FORWARDED.values(), ids=FORWARDED.keys()
+)
+def test_forwarded_age(
+    fields: list[tuple[str, str]], request_time: float, response_time: float, now: float, expected: float
+) -> None:
+    assert forwarded_age(Headers(fields), request_time, response_time, now) == expected

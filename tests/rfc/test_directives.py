@@ -12,6 +12,7 @@ from proxy.rfc.directives import (
     request_directives,
     response_directives,
 )
+from proxy.rfc.targeted import parse_targeted
 
 PARSE = {
     "rfc9111-5.2-names-case-insensitive": (["Max-Age=5, NO-STORE"], {"max-age": "5", "no-store": None}),
@@ -163,3 +164,68 @@ def test_directive_predicates(values: list[str], unqualified_no_cache: bool, for
     directives = parse_directives(values)
     assert directives.unqualified("no-cache") is unqualified_no_cache
     assert directives.forbids_stale() is forbids_stale
+
+
+# RFC 9213 §2.1: CDN-Cache-Control is a Structured Field Dictionary; an invalid field, or a known directive of the
+# wrong type, is ignored as a whole and Cache-Control applies.
+TARGETED = {
+    "rfc9213-2.1-valid-dictionary-used": ("max-age=60, no-store", {"max-age": "60", "no-store": None}),
+    "rfc9213-2.1-parse-failure-ignores-whole-field": ("max-age=10000, &&&&&", None),
+    "rfc9213-2.1-string-max-age-ignores-field": ('max-age="10"', None),
+    "rfc9213-2.1-decimal-max-age-ignores-field": ("max-age=1.5", None),
+    "rfc9213-2.1-boolean-max-age-ignores-field": ("max-age=?1", None),
+    "rfc9213-2.1-false-max-age-ignores-field": ("max-age=?0", None),
+    "rfc9213-2.1-inner-list-max-age-ignores-field": ("max-age=(1 2)", None),
+    "rfc9213-2.1-bare-max-age-ignores-field": ("max-age", None),
+    "rfc9213-2.1-negative-max-age-ignores-field": ("max-age=-1", None),
+    "rfc9213-2.1-token-max-age-ignores-field": ("max-age=ten", None),
+    "rfc9213-2.1-integer-no-store-ignores-field": ("no-store=1", None),
+    "rfc9213-2.1-upper-case-key-ignores-field": ("Max-Age=10", None),
+    "rfc9213-2.1-false-boolean-is-absent": ("max-age=60, no-store=?0", {"max-age": "60"}),
+    "rfc9213-2.1-parameters-ignored": ("max-age=60;foo=1", {"max-age": "60"}),
+    "rfc9213-2.1-private-field-list-string": ('private="set-cookie"', {"private": "set-cookie"}),
+    "rfc9213-2.1-private-token-ignores-field": ("private=set-cookie", None),
+    "rfc9213-2.1-unknown-directive-any-type": ("max-age=5, x-foo=1.5", {"max-age": "5", "x-foo": "1.5"}),
+    "rfc8941-3.2-duplicate-key-last-wins": ("max-age=10, max-age=20", {"max-age": "20"}),
+    "rfc9213-2.1-empty-field-absent": ("", None),
+    "rfc9213-2.1-s-maxage-and-swr-integers": (
+        "s-maxage=5, stale-while-revalidate=9",
+        {"s-maxage": "5", "stale-while-revalidate": "9"},
+    ),
+}
+
+
+@pytest.mark.parametrize(("value", "expected"), TARGETED.values(), ids=TARGETED.keys())
+def test_parse_targeted(value: str, expected: dict[str, str | None] | None) -> None:
+    assert parse_targeted([value]) == expected
+
+
+TARGETED_FALLBACK = {
+    "rfc9213-2.1-invalid-cdn-field-falls-back-to-cache-control": (
+        [("Cache-Control", "no-store"), ("CDN-Cache-Control", "max-age=10000, &&&&&")],
+        {"no-store": None},
+        False,
+    ),
+    "rfc9213-2.1-wrong-type-falls-back-to-cache-control": (
+        [("Cache-Control", "max-age=5"), ("CDN-Cache-Control", 'max-age="10"')],
+        {"max-age": "5"},
+        False,
+    ),
+    "rfc9213-2.2-valid-cdn-field-wins": (
+        [("Cache-Control", "no-store"), ("CDN-Cache-Control", "max-age=10")],
+        {"max-age": "10"},
+        True,
+    ),
+    "rfc9213-2.1-two-lines-combined": (
+        [("CDN-Cache-Control", "max-age=10"), ("CDN-Cache-Control", "must-revalidate")],
+        {"max-age": "10", "must-revalidate": None},
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize(("fields", "expected", "targeted"), TARGETED_FALLBACK.values(), ids=TARGETED_FALLBACK.keys())
+def test_targeted_fallback(fields: list[tuple[str, str]], expected: dict[str, str | None], targeted: bool) -> None:
+    parsed = response_directives(Headers(fields))
+    assert dict(parsed.items) == expected
+    assert parsed.targeted is targeted

@@ -357,3 +357,11 @@ def test_is_fresh_and_ttl_remaining(stored: Stored, fresh: bool, ttl: float) -> 
     entry = stored.entry()
     assert is_fresh(entry, NOW) is fresh
     assert ttl_remaining(entry, NOW) == ttl
+
+
+def test_rfc9111_4_3_4_revalidate_knows_whether_the_entry_is_alone() -> None:
+    alone = stale(ETAG).entry()
+    assert decide(request(), [alone], NOW) == Revalidate(alone, Reason.STALE, sole=True)
+    other = replace(alone, vary=(("accept-language", "de"),), response_time=RECEIVED - 10)
+    decision = decide(request(), [alone, other], NOW)
+    assert decision == Revalidate(alone, Reason.STALE, sole=False)

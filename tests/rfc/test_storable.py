@@ -10,7 +10,7 @@ from proxy.messages import Headers, RequestHead, ResponseHead
 from proxy.rfc.age import format_http_date
 from proxy.rfc.decisions import DontStore, Reason, Store
 from proxy.rfc.policy import Policy, SetCookiePolicy
-from proxy.rfc.storable import UNDERSTOOD_STATUSES, assess, strip_hop_by_hop, surrogate_keys
+from proxy.rfc.storable import UNDERSTOOD_STATUSES, assess, post_answers_get, strip_hop_by_hop, surrogate_keys
 
 T = 1_700_000_000.0
 NO_KEEP = Policy(keep=0.0)
@@ -379,7 +379,7 @@ def test_policy_set_cookie_store_keeps_values() -> None:
 
 
 def test_rfc9111_5_2_2_3_understood_statuses() -> None:
-    expected = {200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501}
+    expected = {200, 203, 204, 206, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501}
     assert expected == UNDERSTOOD_STATUSES
 
 
@@ -415,3 +415,50 @@ KEYS = {
 @pytest.mark.parametrize(("fields", "expected"), KEYS.values(), ids=KEYS.keys())
 def test_surrogate_keys(fields: Fields, expected: tuple[str, ...]) -> None:
     assert surrogate_keys(Headers(fields)) == expected
+
+
+POST_TARGET = "/items/1"
+# (response status, fields, stored for a later GET?)
+POST_AS_GET = {
+    "rfc9110-9.3.3-max-age-and-same-content-location": (200, [("Cache-Control", "max-age=60")], POST_TARGET, True),
+    "rfc9110-9.3.3-absolute-content-location": (
+        200,
+        [("Cache-Control", "s-maxage=60")],
+        "https://api.example/items/1",
+        True,
+    ),
+    "rfc9110-9.3.3-expires-is-explicit": (200, [("Expires", "Thu, 18 Aug 2050 02:01:18 GMT")], POST_TARGET, True),
+    "rfc9110-9.3.3-no-explicit-freshness": (
+        200,
+        [("Last-Modified", "Thu, 18 Aug 2022 02:01:18 GMT")],
+        POST_TARGET,
+        False,
+    ),
+    "rfc9110-9.3.3-other-content-location": (200, [("Cache-Control", "max-age=60")], "/items/2", False),
+    "rfc9110-9.3.3-content-location-other-origin": (
+        200,
+        [("Cache-Control", "max-age=60")],
+        "https://evil.example/items/1",
+        False,
+    ),
+    "rfc9110-9.3.3-no-content-location": (200, [("Cache-Control", "max-age=60")], None, False),
+    "rfc9110-9.3.3-status-not-understood": (299, [("Cache-Control", "max-age=60")], POST_TARGET, False),
+    "rfc9110-9.3.3-partial-content-never": (206, [("Cache-Control", "max-age=60")], POST_TARGET, False),
+}
+
+
+@pytest.mark.parametrize(("status", "fields", "location", "expected"), POST_AS_GET.values(), ids=POST_AS_GET.keys())
+def test_post_answers_get(status: int, fields: list[tuple[str, str]], location: str | None, expected: bool) -> None:
+    post = RequestHead("POST", "https", "api.example", POST_TARGET)
+    if location is not None:
+        fields = [*fields, ("Content-Location", location)]
+    get = post_answers_get(post, ResponseHead(status, Headers(fields)))
+    assert (get is not None) is expected
+    if get is not None:
+        assert get.method == "GET" and get.url == post.url
+
+
+def test_rfc9110_9_3_3_only_post() -> None:
+    put = RequestHead("PUT", "https", "api.example", POST_TARGET)
+    head = ResponseHead(200, Headers([("Cache-Control", "max-age=60"), ("Content-Location", POST_TARGET)]))
+    assert post_answers_get(put, head) is None

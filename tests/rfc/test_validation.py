@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead
@@ -10,8 +12,11 @@ from proxy.rfc.validation import (
     client_not_modified,
     conditional_request,
     has_validator,
+    head_matches,
     merge_304,
     not_modified_head,
+    selects_stored,
+    stale_copy,
     strip_conditionals,
     validator_matches,
 )
@@ -102,9 +107,19 @@ def test_conditional_request_replaces_client_conditionals(method: str, stored: F
 
 
 def test_rfc9111_4_3_2_strip_conditionals_for_storable_miss() -> None:
-    out = strip_conditionals(req([("Accept", "*/*"), *CLIENT_CONDITIONALS, ("Range", "bytes=0-1")]))
-    assert out.headers == Headers([("Accept", "*/*"), ("Range", "bytes=0-1")])
+    out = strip_conditionals(req([("Accept", "*/*"), *CLIENT_CONDITIONALS]))
+    assert out.headers == Headers([("Accept", "*/*")])
     assert out.method == "GET"
+
+
+def test_rfc9110_13_1_5_if_range_travels_with_a_forwarded_range() -> None:
+    out = strip_conditionals(req([("Accept", "*/*"), *CLIENT_CONDITIONALS, ("Range", "bytes=0-1")]))
+    assert out.headers == Headers([("Accept", "*/*"), ("If-Range", '"r"'), ("Range", "bytes=0-1")])
+
+
+def test_rfc9110_14_2_revalidation_asks_for_the_whole_response() -> None:
+    out = conditional_request(req([("Range", "bytes=0-1"), ("If-Range", '"v1"')]), entry([("ETag", '"v1"')]))
+    assert out.headers == Headers([("If-None-Match", '"v1"')])
 
 
 MERGE = [
@@ -291,3 +306,56 @@ def test_rfc9110_15_4_5_not_modified_head_keeps_metadata_only() -> None:
         ],
         304,
     )
+
+
+# (stored fields, 304 fields, sole stored response?, freshened?)
+SELECTS = {
+    "rfc9111-4.3.4-no-validator-304-freshens-sole-entry-with-etag": ([("ETag", '"v1"')], [("Date", D1)], True, True),
+    "rfc9111-4.3.4-no-validator-304-freshens-sole-entry-with-last-modified": (
+        [("Last-Modified", D0)],
+        [("Date", D1)],
+        True,
+        True,
+    ),
+    "rfc9111-4.3.4-no-validator-304-strict-when-several-stored": ([("ETag", '"v1"')], [("Date", D1)], False, False),
+    "rfc9111-4.3.4-no-validator-either-several-stored": ([("Date", D0)], [("Date", D1)], False, True),
+    "rfc9111-4.3.4-invalid-last-modified-is-no-validator": (
+        [("ETag", '"v1"')],
+        [("Last-Modified", "yesterday")],
+        True,
+        True,
+    ),
+    "rfc9111-4.3.4-differing-etag-never-freshens-sole-entry": ([("ETag", '"v1"')], [("ETag", '"v2"')], True, False),
+    "rfc9111-4.3.4-matching-etag-freshens": ([("ETag", '"v1"')], [("ETag", '"v1"')], False, True),
+}
+
+
+@pytest.mark.parametrize(("stored", "update", "sole", "expected"), SELECTS.values(), ids=SELECTS.keys())
+def test_selects_stored(stored: Fields, update: Fields, sole: bool, expected: bool) -> None:
+    assert selects_stored(resp(stored), resp(update, 304), sole=sole) is expected
+
+
+# RFC 9111 §4.3.5: (stored fields, stored body length, HEAD 200 fields, matches?)
+HEAD_MATCH = {
+    "rfc9111-4.3.5-same-etag-updates": ([("ETag", '"v1"')], 3, [("ETag", '"v1"')], True),
+    "rfc9111-4.3.5-weak-etag-compared-weakly": ([("ETag", '"v1"')], 3, [("ETag", 'W/"v1"')], True),
+    "rfc9111-4.3.5-other-etag-stale": ([("ETag", '"v1"')], 3, [("ETag", '"v2"')], False),
+    "rfc9111-4.3.5-etag-where-stored-has-none-stale": ([], 3, [("ETag", '"v1"')], False),
+    "rfc9111-4.3.5-same-last-modified-updates": ([("Last-Modified", D0)], 3, [("Last-Modified", D0)], True),
+    "rfc9111-4.3.5-other-last-modified-stale": ([("Last-Modified", D0)], 3, [("Last-Modified", D1)], False),
+    "rfc9111-4.3.5-content-length-equal-updates": ([("ETag", '"v1"')], 3, [("Content-Length", "3")], True),
+    "rfc9111-4.3.5-content-length-differs-stale": ([("ETag", '"v1"')], 3, [("Content-Length", "4")], False),
+    "rfc9111-4.3.5-no-validators-updates": ([("ETag", '"v1"')], 3, [("Cache-Control", "max-age=9")], True),
+}
+
+
+@pytest.mark.parametrize(("stored", "length", "head", "expected"), HEAD_MATCH.values(), ids=HEAD_MATCH.keys())
+def test_head_matches(stored: Fields, length: int, head: Fields, expected: bool) -> None:
+    assert head_matches(resp(stored), length, resp(head)) is expected
+
+
+def test_rfc9111_4_3_5_stale_copy_is_stale() -> None:
+    stored = replace(entry([("ETag", '"v1"')]), stale_while_revalidate=30.0)
+    stale = stale_copy(stored)
+    assert stale.freshness == 0.0 and stale.stale_while_revalidate == 0.0
+    assert stale.body == stored.body and stale.head == stored.head

@@ -10,7 +10,9 @@ from proxy.errors import RulesError
 from proxy.rules.loader import check_file, load_rules
 from tests.rules import problems, write
 
+EMPTY = "no 'routes:' and no 'defaults:' (an empty or truncated file?); write 'routes: []' to mean no routes"
 ROUTE = "routes:\n  - name: r\n    match: {path: /r}\n"
+STRIPPED = "X-Original-URL, X-Rewrite-URL, X-HTTP-Method-Override, X-Forwarded-Scheme, X-Host, Forwarded"
 
 
 @pytest.mark.parametrize(
@@ -119,6 +121,22 @@ ROUTE = "routes:\n  - name: r\n    match: {path: /r}\n"
             id="rules-error-caching-on-bypass-route",
         ),
         pytest.param(
+            ROUTE + "    pass_headers: [X-Orginal-URL]\n",
+            "rules.yaml:4:20: routes[0].pass_headers[0]: not a field the proxy strips "
+            f"(did you mean 'X-Original-URL'?); one of: {STRIPPED}",
+            id="rules-error-pass-headers-unknown-field",
+        ),
+        pytest.param(
+            "defaults:\n  pass_headers: [Cookie]\n",
+            f"rules.yaml:2:18: defaults.pass_headers[0]: not a field the proxy strips; one of: {STRIPPED}",
+            id="rules-error-pass-headers-not-stripped",
+        ),
+        pytest.param(
+            "routes:\n  - name: r\n    match: {path: /r, case_insensitive: maybe}\n",
+            "rules.yaml:3:41: routes[0].match.case_insensitive: must be true or false",
+            id="rules-error-case-insensitive-not-a-boolean",
+        ),
+        pytest.param(
             "routes:\n  name: r\n",
             "rules.yaml:2:3: routes: must be a list",
             id="rules-error-routes-not-a-list",
@@ -212,6 +230,21 @@ def test_rules_valid_file_has_no_problems(tmp_path: Path) -> None:
         pytest.param("{host: a.example}", "{path: /a}", False, id="rules-shadow-host-restricted"),
         pytest.param("{host: '*.example.com'}", "{host: a.example.com}", True, id="rules-shadow-host-glob-covers-host"),
         pytest.param("{regex: /a}", "{path: /a}", False, id="rules-shadow-regex-not-compared-to-glob"),
+        pytest.param(
+            "{path: /a/**}",
+            "{path: /a/b, case_insensitive: true}",
+            False,
+            id="rules-shadow-case-sensitive-prefix-misses-other-case",
+        ),
+        pytest.param(
+            "{path: /**}", "{path: /a/b, case_insensitive: true}", True, id="rules-shadow-catch-all-covers-any-case"
+        ),
+        pytest.param(
+            "{path: /a/**, case_insensitive: true}",
+            "{path: /a/b}",
+            True,
+            id="rules-shadow-case-insensitive-prefix-covers",
+        ),
     ],
 )
 def test_rules_shadowed_route_is_unreachable(tmp_path: Path, first: str, second: str, shadowed: bool) -> None:
@@ -221,3 +254,52 @@ def test_rules_shadowed_route_is_unreachable(tmp_path: Path, first: str, second:
     )
     expected = "rules.yaml:4:5: routes[1]: unreachable: every request it matches goes to route 'first' (line 2)"
     assert found == ([expected] if shadowed else [])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("", ["rules.yaml:1:1: (file): " + EMPTY], id="issue13-1-empty-file"),
+        pytest.param("# all commented out\n", ["rules.yaml:1:1: (file): " + EMPTY], id="issue13-1-comments-only"),
+        pytest.param(
+            "rotues: []\n",
+            [
+                "rules.yaml:1:1: (file): " + EMPTY,
+                "rules.yaml:1:1: rotues: unknown field 'rotues' (did you mean 'routes'?)",
+            ],
+            id="issue13-1-no-routes-no-defaults",
+        ),
+    ],
+)
+def test_rules_error_empty_file_is_an_error(tmp_path: Path, text: str, expected: list[str]) -> None:
+    assert problems(tmp_path, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "routes:\n  - name: r\n    path: /r/**\n",
+            "rules.yaml:3:5: routes[0].path: unknown field 'path' (did you mean 'match.path'?)",
+            id="issue13-1-match-field-under-route",
+        ),
+        pytest.param(
+            "routes:\n  - name: r\n    methods: [GET]\n",
+            "rules.yaml:3:5: routes[0].methods: unknown field 'methods' (did you mean 'match.methods'?)",
+            id="issue13-1-methods-under-route",
+        ),
+        pytest.param(
+            "routes:\n  - name: r\n    ignore_params: [utm_*]\n",
+            "rules.yaml:3:5: routes[0].ignore_params: unknown field 'ignore_params'"
+            " (did you mean 'key.ignore_params'?)",
+            id="issue13-1-key-field-under-route",
+        ),
+        pytest.param(
+            "defaults:\n  sort_params: true\n",
+            "rules.yaml:2:3: defaults.sort_params: unknown field 'sort_params' (did you mean 'key.sort_params'?)",
+            id="issue13-1-key-field-under-defaults",
+        ),
+    ],
+)
+def test_rules_error_misplaced_field_hint_names_its_home(tmp_path: Path, text: str, expected: str) -> None:
+    assert problems(tmp_path, text) == [expected]

@@ -25,6 +25,10 @@ def test_example_rules_file_documents_every_field() -> None:
 def test_example_rules_file_routes_behave_as_commented() -> None:
     rules = load_rules(EXAMPLE)
     assert rules.match("GET", "shop.example", "/account/orders").bypass
+    assert rules.match("GET", "shop.example", "//ACCOUNT;x/orders").name == "account"
+    legacy = rules.match("GET", "x", "/legacy/page")
+    assert legacy.pass_headers == frozenset({"x-original-url"})
+    assert "x-original-url" in legacy.key.headers
     products = rules.match("GET", "a.example.com", "/api/products/1")
     assert products.name == "products"
     assert products.policy.override

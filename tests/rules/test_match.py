@@ -36,14 +36,77 @@ def test_glob(glob: str, path: str, matches: bool) -> None:
     ("path", "normalized"),
     [
         pytest.param("/%61dmin/x", "/admin/x", id="rfc3986-6.2.2.2-unreserved-decoded"),
-        pytest.param("/a%2fb", "/a%2Fb", id="rfc3986-6.2.2.1-reserved-kept-hex-upper"),
+        pytest.param("/a%3fb", "/a%3Fb", id="rfc3986-6.2.2.1-reserved-kept-hex-upper"),
         pytest.param("/a/./b/../c", "/a/c", id="rfc3986-5.2.4-dot-segments"),
         pytest.param("/a/..", "/", id="rfc3986-5.2.4-trailing-dot-dot"),
+        pytest.param("/%2e%2e/a/%2E/b", "/a/b", id="rfc3986-5.2.4-encoded-dot-segments"),
         pytest.param("/plain", "/plain", id="rfc3986-plain-path-unchanged"),
+        pytest.param("/a%2fb", "/a/b", id="match-encoded-slash-is-a-separator"),
+        pytest.param("/a%5Cb", "/a/b", id="match-encoded-backslash-is-a-separator"),
+        pytest.param("/a\\b", "/a/b", id="match-backslash-is-a-separator"),
+        pytest.param("//a///b", "/a/b", id="match-repeated-slashes-merged"),
+        pytest.param("/a;x=1/b;y", "/a/b", id="match-semicolon-parameters-stripped-per-segment"),
+        pytest.param("/a%3Bx/b", "/a/b", id="match-encoded-semicolon-parameters-stripped"),
+        pytest.param("/x/..;/a", "/a", id="match-parameters-stripped-before-dot-segments"),
+        pytest.param("/A/B", "/A/B", id="match-case-kept-by-normalisation"),
+        pytest.param("/a%252Fb", "/a%252Fb", id="match-decoded-once-only"),
     ],
 )
 def test_normalize_path(path: str, normalized: str) -> None:
     assert normalize_path(path) == normalized
+
+
+# One bypass route in front of a caching catch-all: no spelling of an /account path may reach the catch-all.
+EVASION_RULES = (Route(name="account", path="/account/**", bypass=True), Route(name="cached", path="/**"))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/account/x", id="match-plain"),
+        pytest.param("//account/x", id="match-repeated-slashes-merged"),
+        pytest.param("/account;x/y", id="match-semicolon-parameters-stripped-per-segment"),
+        pytest.param("/account;jsessionid=1", id="match-semicolon-parameter-on-last-segment"),
+        pytest.param("/ACCOUNT/x", id="match-bypass-route-ignores-case"),
+        pytest.param("/Account/x", id="match-bypass-route-ignores-case-mixed"),
+        pytest.param("/account%2Fx", id="match-encoded-slash-is-a-separator"),
+        pytest.param("/account%2fx", id="match-encoded-slash-lower-hex"),
+        pytest.param("/account%5Cx", id="match-encoded-backslash-is-a-separator"),
+        pytest.param("/account\\x", id="match-backslash-is-a-separator"),
+        pytest.param("/account%3B.css", id="match-encoded-semicolon-parameters-stripped"),
+        pytest.param("/./account/x", id="rfc3986-5.2.4-dot-segment"),
+        pytest.param("/foo/../account/x", id="rfc3986-5.2.4-dot-dot-segment"),
+        pytest.param("/foo/..;/account/x", id="match-parameters-stripped-before-dot-segments"),
+        pytest.param("/%2e%2e/account/x", id="rfc3986-5.2.4-encoded-dot-dot"),
+        pytest.param("/%61ccount/x", id="rfc3986-6.2.2.2-unreserved-decoded"),
+        pytest.param("/%41CCOUNT/x", id="rfc3986-6.2.2.2-unreserved-decoded-and-case"),
+    ],
+)
+def test_match_evasion_stays_on_bypass_route(path: str) -> None:
+    assert rules(*EVASION_RULES).match("GET", "h", path).name == "account"
+
+
+@pytest.mark.parametrize(
+    ("route", "path", "matches"),
+    [
+        pytest.param(Route(name="r", path="/api/**"), "/API/x", False, id="match-case-sensitive-by-default"),
+        pytest.param(
+            Route(name="r", path="/api/**", case_insensitive=True), "/API/x", True, id="match-case-insensitive-opt-in"
+        ),
+        pytest.param(
+            Route(name="r", regex="/api/.*", case_insensitive=True), "/Api/x", True, id="match-case-insensitive-regex"
+        ),
+        pytest.param(Route(name="r", path="/a/**", bypass=True), "/A", True, id="match-bypass-ignores-case-default"),
+        pytest.param(
+            Route(name="r", path="/a/**", bypass=True, case_insensitive=False),
+            "/A",
+            False,
+            id="match-bypass-case-sensitive-opt-out",
+        ),
+    ],
+)
+def test_match_case_rule(route: Route, path: str, matches: bool) -> None:
+    assert (rules(route).match("GET", "h", path).name == "r") is matches
 
 
 def rules(*routes: Route) -> Rules:

@@ -181,8 +181,8 @@ def test_rules_forced_ttl_reaches_policy(tmp_path: Path) -> None:
     assert (policy.ttl, policy.override, policy.statuses) == (30.0, True, frozenset({404}))
 
 
-def test_rules_empty_file_gives_builtin_defaults(tmp_path: Path) -> None:
-    rules = load(tmp_path, "# nothing yet\n")
+def test_rules_routes_written_out_empty_gives_builtin_defaults(tmp_path: Path) -> None:
+    rules = load(tmp_path, "# nothing yet\nroutes: []\n")
     assert rules.routes == ()
     assert rules.default.policy == DEFAULT_POLICY
 
@@ -197,3 +197,30 @@ def test_rules_builtin_is_defaults_only() -> None:
     assert rules.source == "<builtin>"
     assert rules.routes == ()
     assert rules.match("GET", "example.com", "/anything") == Route(name="default")
+
+
+def test_rules_pass_headers_inherit_and_join_the_key(tmp_path: Path) -> None:
+    rules = load(
+        tmp_path,
+        """
+        defaults:
+          pass_headers: [x-host]
+          key: {headers: [X-Tenant]}
+        routes:
+          - name: legacy
+            match: {path: /legacy/**}
+            pass_headers: [X-Original-URL, Forwarded]
+          - name: inherits
+            match: {path: /b}
+          - name: none
+            match: {path: /c}
+            pass_headers: []
+        """,
+    )
+    legacy, inherits, none = rules.routes
+    assert legacy.pass_headers == frozenset({"x-original-url", "forwarded"})
+    assert legacy.key.headers == ("x-tenant", "forwarded", "x-original-url")
+    assert inherits.pass_headers == frozenset({"x-host"})
+    assert inherits.key.headers == ("x-tenant", "x-host")
+    assert none.pass_headers == frozenset()
+    assert none.key.headers == ("x-tenant",)

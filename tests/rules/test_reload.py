@@ -14,6 +14,7 @@ import pytest
 from proxy.errors import RulesError
 from proxy.rules.reload import RulesHolder
 
+EMPTY_MESSAGE = "no 'routes:' and no 'defaults:' (an empty or truncated file?); write 'routes: []' to mean no routes"
 WAIT = 5.0  # seconds: a bound on waiting for the watcher, not a measurement
 
 
@@ -147,13 +148,58 @@ async def test_reload_watcher_skips_invalid_then_takes_the_fix(
     assert [ok for ok, _ in reports.calls] == [False, True]
 
 
-async def test_reload_missing_file_keeps_rules_until_it_returns(
+async def test_reload_missing_file_keeps_rules_warns_once_until_it_returns(
+    rules_path: Path, watched: tuple[RulesHolder, Reports], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13 item 1: a deleted rules file keeps the last good rules, with a warning, counted as rejected."""
+    holder, reports = watched
+    with caplog.at_level(logging.WARNING, logger="proxy.rules.reload"):
+        remove(rules_path)
+        assert await eventually(lambda: len(reports.calls) == 1)
+        await asyncio.sleep(0.3)  # several more polls with the file gone: still one report
+    assert current_name(holder) == "old"
+    assert reports.calls == [(False, [f"{rules_path}: the rules file is gone; keeping the last good rules (1 routes)"])]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "gone" in warnings[0].getMessage()
+    put(rules_path, routes_named("back"))
+    assert await eventually(lambda: current_name(holder) == "back")
+    assert [ok for ok, _ in reports.calls] == [False, True]
+
+
+async def test_reload_truncated_file_is_rejected_and_keeps_the_bypass_route(
+    rules_path: Path, watched: tuple[RulesHolder, Reports]
+) -> None:
+    """Issue 13 item 1: ``: > rules.yaml`` (a truncated save) must not drop every route."""
+    holder, reports = watched
+    put(rules_path, "")
+    assert await eventually(lambda: len(reports.calls) == 1)
+    ok, problems = reports.calls[0]
+    assert ok is False
+    assert problems == [f"{rules_path}:1:1: (file): " + EMPTY_MESSAGE]
+    assert current_name(holder) == "old"
+
+
+async def test_reload_routes_written_out_empty_is_accepted(
     rules_path: Path, watched: tuple[RulesHolder, Reports]
 ) -> None:
     holder, reports = watched
-    remove(rules_path)
-    await asyncio.sleep(0.2)  # several polls with the file gone; nothing may happen
+    put(rules_path, "routes: []\n")
+    assert await eventually(lambda: len(reports.calls) == 1)
+    assert reports.calls == [(True, [])]
+    assert holder.current.routes == ()
+
+
+def test_reload_route_store_redis_without_redis_is_rejected(rules_path: Path) -> None:
+    """Issue 13 item 2: with only the memory store open, ``store: redis`` is an error, at start and on reload."""
+    reports = Reports()
+    holder = RulesHolder(rules_path, on_reload=reports, stores={"memory"})
+    put(rules_path, routes_named("r") + "    store: redis\n")
+    assert holder.reload() is False
+    ((ok, (problem,)),) = reports.calls
+    assert ok is False
+    assert problem.startswith(f"{rules_path}:4:12: routes[0].store: store 'redis' is not configured")
     assert current_name(holder) == "old"
-    assert reports.calls == []
-    put(rules_path, routes_named("back"))
-    assert await eventually(lambda: current_name(holder) == "back")
+    with pytest.raises(RulesError):
+        RulesHolder(rules_path, stores={"memory"})
+    assert current_name(RulesHolder(rules_path, stores={"memory", "redis"})) == "r"

@@ -135,18 +135,18 @@ def _read_body(sock: socket.socket, head: bytes, buffer: bytes) -> tuple[bytes, 
                 buffer += sock.recv(65536)
             size_line, _, buffer = buffer.partition(CRLF)
             size = int(size_line.split(b";")[0], 16)
-            while len(buffer) < size + 2:
-                buffer += sock.recv(65536)
-            body += buffer[:size]
-            buffer = buffer[size + 2 :]
             if size == 0:
-                # trailer section: lines until an empty one (buffer already past the chunk's CRLF)
-                while not buffer.startswith(CRLF) and CRLF + CRLF not in CRLF + buffer:
+                # the trailer section: field lines until an empty line (just CRLF when there are none)
+                while not buffer.startswith(CRLF) and CRLF + CRLF not in buffer:
                     buffer += sock.recv(65536)
                 if buffer.startswith(CRLF):
                     return body, buffer[2:]
                 _, _, buffer = buffer.partition(CRLF + CRLF)
                 return body, buffer
+            while len(buffer) < size + 2:
+                buffer += sock.recv(65536)
+            body += buffer[:size]
+            buffer = buffer[size + 2 :]
     length = int(fields.get(b"content-length", b"0") or 0)
     while len(buffer) < length:
         chunk = sock.recv(65536)

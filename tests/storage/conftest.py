@@ -28,6 +28,7 @@ import pytest
 from proxy.clock import FakeClock
 from proxy.messages import Entry, Headers, ResponseHead
 from proxy.storage.base import Storage
+from proxy.storage.eviction import DEFAULT_POLICY, POLICIES
 from proxy.storage.memory import MemoryStorage
 from tests.redis_fixtures import register_redis_backends  # the server fixtures come from tests/conftest.py
 
@@ -42,21 +43,28 @@ class Backend:
 BackendFactory = Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[Backend]]
 
 
-@asynccontextmanager
-async def memory_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    clock = FakeClock()
-    store = MemoryStorage(64 * 1024 * 1024, clock=clock)
+def memory_backend_with(eviction: str) -> BackendFactory:
+    """The memory store with one eviction policy (the contract holds for every policy)."""
 
-    async def advance(seconds: float) -> None:
-        clock.advance(seconds)
+    @asynccontextmanager
+    async def memory_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+        clock = FakeClock()
+        store = MemoryStorage(64 * 1024 * 1024, clock=clock, eviction=eviction)
 
-    try:
-        yield Backend(store=store, ttl=10.0, advance=advance)
-    finally:
-        await store.close()
+        async def advance(seconds: float) -> None:
+            clock.advance(seconds)
+
+        try:
+            yield Backend(store=store, ttl=10.0, advance=advance)
+        finally:
+            await store.close()
+
+    return memory_backend
 
 
+memory_backend = memory_backend_with(DEFAULT_POLICY)
 BACKENDS: dict[str, BackendFactory] = {"memory": memory_backend}
+BACKENDS.update({f"memory-{name}": memory_backend_with(name) for name in POLICIES if name != DEFAULT_POLICY})
 BACKEND_MARKS: dict[str, tuple[pytest.MarkDecorator, ...]] = {}
 register_redis_backends(BACKENDS, BACKEND_MARKS, Backend)
 

@@ -1,4 +1,5 @@
-"""The memory store's own rules, beyond the contract: byte-bounded LRU, variant cap, index hygiene."""
+"""The memory store's own rules, beyond the contract: byte budget under every policy, LRU order, variant cap, index
+hygiene, eviction counts per queue."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from proxy.clock import FakeClock
 from proxy.messages import Entry
+from proxy.storage.eviction import POLICIES
 from proxy.storage.memory import MemoryStorage, url_path
 
 MakeEntry = Callable[..., Entry]
@@ -24,7 +26,7 @@ async def present(store: MemoryStorage, *keys: str) -> set[str]:
 
 async def test_lru_evicts_least_recently_used_and_get_refreshes(make_entry: MakeEntry) -> None:
     a, b, c, d = (keyed(make_entry, name) for name in "abcd")
-    store = MemoryStorage(a.size * 3, clock=FakeClock())
+    store = MemoryStorage(a.size * 3, clock=FakeClock(), eviction="lru")
     for entry in (a, b, c):
         await store.put(entry.key, entry, 60)
     await store.get("a")
@@ -37,7 +39,7 @@ async def test_lru_budget_counts_bytes_so_a_big_entry_evicts_several(make_entry:
     overhead = smalls[0].size - len(smalls[0].body)
     big = keyed(make_entry, "sB", body=b"x" * (2 * smalls[0].size - overhead))
     assert big.size == 2 * smalls[0].size
-    store = MemoryStorage(4 * smalls[0].size, clock=FakeClock())
+    store = MemoryStorage(4 * smalls[0].size, clock=FakeClock(), eviction="lru")
     for entry in smalls:
         await store.put(entry.key, entry, 60)
     await store.put("sB", big, 60)
@@ -46,10 +48,11 @@ async def test_lru_budget_counts_bytes_so_a_big_entry_evicts_several(make_entry:
     assert (stats.entries, stats.bytes, stats.evictions) == (3, 4 * smalls[0].size, 2)
 
 
-async def test_lru_budget_holds_after_many_puts(make_entry: MakeEntry) -> None:
+@pytest.mark.parametrize("eviction", POLICIES)
+async def test_budget_holds_after_many_puts(make_entry: MakeEntry, eviction: str) -> None:
     rng = random.Random(9111)
     budget = 64 * 1024
-    store = MemoryStorage(budget, clock=FakeClock(), max_variants=3)
+    store = MemoryStorage(budget, clock=FakeClock(), max_variants=3, eviction=eviction)
     for i in range(600):
         key = f"k{rng.randrange(80)}"
         entry = make_entry(
@@ -84,10 +87,11 @@ async def test_eviction_counter_counts_only_lru_evictions(make_entry: MakeEntry)
     assert (await store.stats()).evictions == 1
 
 
-async def test_expired_victim_is_not_counted_as_an_eviction(make_entry: MakeEntry) -> None:
+@pytest.mark.parametrize("eviction", POLICIES)
+async def test_expired_victim_is_not_counted_as_an_eviction(make_entry: MakeEntry, eviction: str) -> None:
     clock = FakeClock()
     a, b, c = (keyed(make_entry, name) for name in "abc")
-    store = MemoryStorage(a.size * 2, clock=clock)
+    store = MemoryStorage(a.size * 2, clock=clock, eviction=eviction)
     await store.put("a", a, 5)
     await store.put("b", b, 60)
     clock.advance(10)
@@ -151,7 +155,7 @@ async def test_get_refreshes_every_variant_of_the_key(make_entry: MakeEntry) -> 
     vb = make_entry(vary=(("accept", "b"),))
     other = keyed(make_entry, "other")
     newcomer = keyed(make_entry, "fresh")
-    store = MemoryStorage(va.size + vb.size + other.size, clock=FakeClock())
+    store = MemoryStorage(va.size + vb.size + other.size, clock=FakeClock(), eviction="lru")
     await store.put("key-1", va, 60)
     await store.put("key-1", vb, 60)
     await store.put("other", other, 60)
@@ -221,3 +225,34 @@ def test_purge_prefix_compares_the_part_after_scheme_and_host(url: str, path: st
 def test_constructor_rejects_impossible_limits(budget: int, max_variants: int) -> None:
     with pytest.raises(ValueError, match="must"):
         MemoryStorage(budget, max_variants=max_variants)
+
+
+async def test_s3fifo_store_counts_evictions_per_queue_and_ghost_hits(make_entry: MakeEntry) -> None:
+    """SOSP 2023 S3-FIFO through the store: a one-hit entry leaves from small; asked again, it comes back to main."""
+    entries = [keyed(make_entry, f"e{i:02d}") for i in range(12)]
+    store = MemoryStorage(entries[0].size * 10, clock=FakeClock(), eviction="s3fifo")
+    for entry in entries[:11]:
+        await store.put(entry.key, entry, 60)
+    stats = store.eviction_stats()
+    assert (stats.policy, stats.evictions, stats.ghost_hits) == ("s3fifo", {"small": 1, "main": 0}, 0)
+    assert await store.get("e00") == []
+    await store.put("e00", entries[0], 60)  # remembered by the ghost queue: straight to main
+    stats = store.eviction_stats()
+    assert (stats.evictions["small"], stats.ghost_hits) == (2, 1)
+    assert (await store.stats()).evictions == 2
+
+
+async def test_expired_victims_are_not_counted_per_queue_either(make_entry: MakeEntry) -> None:
+    clock = FakeClock()
+    a, b, c = (keyed(make_entry, name) for name in "abc")
+    store = MemoryStorage(a.size * 2, clock=clock, eviction="s3fifo")
+    await store.put("a", a, 5)
+    await store.put("b", b, 60)
+    clock.advance(10)
+    await store.put("c", c, 60)
+    assert store.eviction_stats().evictions == {"small": 0, "main": 0}
+
+
+def test_unknown_eviction_policy_is_refused_with_a_suggestion() -> None:
+    with pytest.raises(ValueError, match=r"did you mean s3fifo\?"):
+        MemoryStorage(1024, eviction="s3-fifo")

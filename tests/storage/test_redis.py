@@ -129,7 +129,11 @@ async def test_redis_delete_tag_empties_the_tag_set(
     await store.put("key-1", make_entry(tags=("t",)), 60)
     await store.put("key-2", make_entry("key-2", tags=("t",)), 60)
     assert await store.delete_tag("t") == 2
-    assert raw.exists("cp:tag:{t}", "cp:{key-1}", "cp:{key-2}") == 0
+    assert raw.exists("cp:tag:{t}") == 0
+    # The entry hashes keep only when they were invalidated (``~i``, RFC 9111 §4.4), for a bounded time.
+    for name in ("cp:{key-1}", "cp:{key-2}"):
+        assert set(raw.hkeys(name)) <= {b"~i", b"~n"} and b"~i" in raw.hkeys(name)
+        assert 0 < raw.pttl(name) <= layout.INVALIDATION_KEEP_MS + 1000
 
 
 async def test_redis_delete_tag_skips_a_variant_that_lost_the_tag(store: RedisStorage, make_entry: MakeEntry) -> None:
@@ -149,7 +153,8 @@ async def test_redis_delete_prefix_scans_without_keys_across_batches(
     assert await store.delete_prefix("/a/") == 600
     assert calls(raw, "keys") == 0
     assert calls(raw, "scan") >= 2
-    assert raw.dbsize() == 600
+    entries = [name for name in raw.scan_iter(match="cp:{*", count=1000) if raw.hexists(name, "~c")]
+    assert len(entries) == 600  # the other 600 hashes hold only their invalidation mark (``~i``)
 
 
 async def test_redis_delete_prefix_past_its_time_budget_raises(

@@ -197,15 +197,28 @@ async def test_rfc9110_7_6_1_hop_by_hop_response_fields_stripped(
 async def test_rfc9110_7_6_3_via_and_forwarded_fields_appended(
     origin: RunningOrigin, make_upstream: MakeUpstream
 ) -> None:
+    # The edge (proxy.trust) vouched for the chain 10.0.0.1 from a trusted peer 192.0.2.7: sent once, peer appended.
     fields = [("Host", "shop.example"), ("Via", "1.0 edge"), ("X-Forwarded-For", "10.0.0.1")]
     upstream = await make_upstream()
-    request = head("/f", headers=fields, scheme="https", host="shop.example", client="192.0.2.7")
+    request = head(
+        "/f", headers=fields, scheme="https", host="shop.example", client="10.0.0.1", peer="192.0.2.7",
+        forwarded_for=("10.0.0.1",),
+    )  # fmt: skip
     async with await upstream.send(request):
         pass
     seen = origin.requests[-1].headers
     assert seen.get_all("via") == ["1.0 edge, 1.1 cacheproxy"]
     assert seen.get_all("x-forwarded-for") == ["10.0.0.1, 192.0.2.7"]
     assert (seen.get("x-forwarded-proto"), seen.get("x-forwarded-host")) == ("https", "shop.example")
+
+
+async def test_untrusted_forwarded_for_is_not_passed_on(origin: RunningOrigin, make_upstream: MakeUpstream) -> None:
+    """A chain no trusted peer vouched for (``forwarded_for`` empty) is replaced by the peer alone."""
+    upstream = await make_upstream()
+    request = head("/u", headers=[("X-Forwarded-For", "203.0.113.9")], client="192.0.2.8", peer="192.0.2.8")
+    async with await upstream.send(request):
+        pass
+    assert origin.requests[-1].headers.get_all("x-forwarded-for") == ["192.0.2.8"]
 
 
 @pytest.mark.parametrize(

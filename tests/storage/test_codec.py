@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.cache.codec import VERSION, decode_entry, encode_entry
 from proxy.messages import Entry, Headers, ResponseHead
+from proxy.storage.codec import VERSION, decode_entry, encode_entry
 
 latin1 = st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=40)
 token = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=20)

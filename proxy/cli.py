@@ -133,6 +133,9 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
         "--connect-timeout", type=value_of(parse_seconds), default=_env("connect_timeout", "5"), help="seconds"
     )
     p.add_argument("--read-timeout", type=value_of(parse_seconds), default=_env("read_timeout", "30"), help="seconds")
+    p.add_argument(
+        "--upstream-ca", default=_env("upstream_ca"), help="PEM CA certificates to verify an https:// upstream with"
+    )
     p.add_argument("--admin-prefix", default=_env("admin_prefix", "/_cacheproxy"), help="path of the admin surface")
     p.add_argument(
         "--allow-purge-method", action=EnvFlag, default=_env("allow_purge_method", "0"), help="accept PURGE /path"
@@ -145,6 +148,11 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--no-access-log", action=EnvFlag, default=_env("no_access_log", "0"), help="do not log one line per request"
+    )
+    p.add_argument(
+        "--access-log-file",
+        default=_env("access_log_file"),
+        help="where access lines go: - for stdout, or a file (appended to); without it, stderr with the other logs",
     )
     _add_eviction_flag(p)
     _add_limit_flags(p)
@@ -219,11 +227,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         preserve_host=args.preserve_host,
         connect_timeout=args.connect_timeout,
         read_timeout=args.read_timeout,
+        upstream_ca=args.upstream_ca or None,
         admin_prefix=args.admin_prefix,
         admin_token=os.environ.get("CACHEPROXY_ADMIN_TOKEN") or None,
         allow_purge_method=args.allow_purge_method,
         log_format=args.log_format,
         access_log=not args.no_access_log,
+        access_log_file=args.access_log_file or None,
         eviction=args.eviction,
         max_url_bytes=args.max_url_bytes,
         max_header_bytes=args.max_header_bytes,

@@ -125,6 +125,8 @@ class Settings:
     allow_purge_method: bool = False
     log_format: str = "text"
     access_log: bool = True
+    upstream_ca: str | None = None  # a PEM file of CA certificates for an https:// upstream (default: the system's)
+    access_log_file: str | None = None  # None: stderr with the other logs; "-": stdout; else a file (appended to)
     eviction: str = DEFAULT_POLICY
     # per-connection limits (proxy/limits.py) and the upstream pool (proxy/upstream.py)
     max_url_bytes: int = 8 * 1024
@@ -154,6 +156,8 @@ class Settings:
                 "--workers > 1 needs a shared store (--store redis://…): with the per-process memory store each "
                 "worker would keep its own cache, and a purge could not reach the other workers"
             )
+        if self.upstream_ca is not None and not os.path.isfile(self.upstream_ca):
+            raise ConfigError(f"--upstream-ca: no such file: {self.upstream_ca!r}")
         if self.log_format not in ("text", "json"):
             raise ConfigError("--log-format must be text or json")
         if not self.admin_prefix.startswith("/") or self.admin_prefix.endswith("/"):

@@ -25,6 +25,8 @@ __all__ = ["UNKEYED_FIELDS", "Forwarding", "as_forwarded", "wire"]
 # Never forwarded as received: Proxy-Authorization is for this hop; Host is the upstream's (set by the client) unless
 # --preserve-host; Expect was answered here; the X-Forwarded-Proto/-Host values are ours.
 _NOT_FORWARDED = frozenset({"proxy-authorization", "host", "expect", "x-forwarded-proto", "x-forwarded-host"})
+_DROP_STREAMED = HOP_BY_HOP | _NOT_FORWARDED  # built once, not per request
+_DROP = _DROP_STREAMED | {"content-length"}
 
 
 def wire(text: str) -> str:
@@ -82,9 +84,10 @@ class Forwarding:
         ``Content-Length`` is kept only for a streamed body, so the upstream is not sent chunked needlessly.
         """
         fields = request.headers
-        drop = {*HOP_BY_HOP, *_NOT_FORWARDED, *(name.lower() for name in fields.get_list("connection"))}
-        if not streamed:
-            drop.add("content-length")
+        named = fields.get_list("connection")
+        drop = _DROP_STREAMED if streamed else _DROP
+        if named:
+            drop = drop | {name.lower() for name in named}
         out: list[tuple[str, str]] = [("Host", wire(request.host))] if self.preserve_host else []
         via: list[str] = []
         for name, value in fields:

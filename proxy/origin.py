@@ -2,7 +2,7 @@
 
 ``proxy.cache`` imports this module and never an HTTP client library, so a scripted in-memory origin
 (``tests/support/scripted_origin.py``) can stand behind the driver in tests, and swapping the client touches one module
-(``proxy/upstream.py`` today, aiohttp). Whatever implements the port passes the upstream contract tests.
+(``proxy/upstream.py`` today, HTTP/1.1 on httptools). Whatever implements the port passes the upstream contract tests.
 
 The contract, for every implementation:
 

@@ -73,6 +73,7 @@ def open_origin(settings: Settings, clock: Clock) -> OriginClient:
         pool_size=settings.upstream_pool_size,
         pool_timeout=settings.upstream_pool_timeout,
         preserve_host=settings.preserve_host,
+        ca_file=settings.upstream_ca,
     )
     return Upstream(config, clock)
 

@@ -1,48 +1,45 @@
-"""The one HTTP client to the origin (it implements the origin port, ``proxy.origin.Origin``): pooling, streaming,
-timeouts, header hygiene and error mapping.
+"""The one HTTP client to the origin (it implements the origin port): HTTP/1.1 on asyncio, see ``proxy.http1``.
 
-This is the only module that imports aiohttp. Its defaults suit a browser-like client, not a proxy, so each
-one is set here: no cookie jar, no redirects, no decompression, no added Accept/User-Agent/Content-Type, no
-300 s total timeout. The request target goes upstream byte for byte; header names keep their case and
-duplicates both ways. Every aiohttp and socket error is translated to ``proxy.errors`` in
-:func:`_mapped_errors` and nowhere else.
+``Upstream.send`` takes a connection from the pool (an idle one, last in first out; a new one while fewer than
+``pool_size`` are open; else it waits at most ``pool_timeout`` for one and then raises :class:`UpstreamBusy`), writes
+the request head (the target and fields ``proxy.forwarding`` chose, plus ``Host`` and the body's framing) and the
+body (with its ``Content-Length``, or chunked), waits for the final response head and reads the body whole when it
+fits in ``read_limit``; larger bodies are streamed. An :class:`UpstreamResponse` must always be released: a
+connection goes back to the pool only after a response that ended cleanly, anything else closes it.
 
-Bodies up to ``read_limit`` are read whole (so the cache can store them); larger ones stream through. An
-:class:`UpstreamResponse` must always be released; releasing before the body was fully read closes the
-connection instead of draining it.
-
-The pool is bounded twice: aiohttp's connector holds at most ``pool_size`` connections, and a semaphore of the same
-size hands out a slot per exchange, waited for at most ``pool_timeout`` (aiohttp's ``connect`` timeout covers the
-pool wait and the TCP connect together, so it cannot tell a busy pool from an unreachable origin). Past the wait the
-request is shed with :class:`UpstreamBusy` (503), not queued behind hundreds of others.
-
-A response head aiohttp's lenient parser accepts but a client must never see is refused here as
-:class:`UpstreamProtocolError` (502): a status outside 100-599, a field name that is not a token (``Content-Length :``).
+llhttp is strict by default: both ``Content-Length`` and ``Transfer-Encoding``, a duplicate or malformed length,
+bare LF, obs-fold, invalid field characters and bad chunk sizes are parse errors; ``proxy.http1`` adds its own refusals.
+Every such failure, socket and TLS error and timeout is translated to ``proxy.errors`` in :class:`_mapped_errors` and
+nowhere else. Like a proxy should, the client keeps no cookies, follows no redirects, undoes no content coding and adds
+no fields beyond ``Host`` and the body's framing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from types import TracebackType
-
-import aiohttp
-import yarl
+from urllib.parse import urlsplit
 
 from proxy.clock import SYSTEM_CLOCK, Clock
-from proxy.errors import ConfigError, UpstreamBusy, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from proxy.errors import (
+    ConfigError,
+    UpstreamBusy,
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
 from proxy.forwarding import Forwarding
+from proxy.http1 import PARSE_ERRORS, Connection, Deadlines, Pool
 from proxy.messages import Headers, RequestHead, ResponseHead
-from proxy.rfc.storable import strip_hop_by_hop
 
 MiB = 1024 * 1024
-_SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
-_NO_BODY_STATUSES = frozenset({204, 304})
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.1: a field name is a token
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})  # retried once when a reused connection was already closed
+_LENGTH_METHODS = frozenset({"POST", "PUT", "PATCH"})  # send Content-Length: 0 when they carry no body
+_SMALL_BODY = 64 * 1024  # request bodies up to this size are sent with the head in one write
 
 
 @dataclass(frozen=True)
@@ -50,69 +47,58 @@ class UpstreamConfig:
     """How to reach the origin.
 
     ``keepalive_timeout`` (idle pooled connections) stays below common origin idle timeouts (uvicorn: 5 s).
+    ``pool_timeout`` bounds the wait for a connection when all ``pool_size`` are busy. ``ca_file`` verifies an
+    ``https://`` origin against a private CA instead of the system's.
     """
 
     url: str
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     pool_size: int = 256
-    pool_timeout: float = 1.0
     preserve_host: bool = False
     read_limit: int = 8 * MiB
     keepalive_timeout: float = 4.0
+    pool_timeout: float = 1.0
+    ca_file: str | None = None
 
 
-@contextmanager
-def _mapped_errors(*, in_body: bool = False) -> Iterator[None]:
-    """Translate aiohttp and socket errors into the proxy's tree, chained with ``from``.
+class _mapped_errors:  # lower-case: used like a function, ``with _mapped_errors(): ...``
+    """Translate parser, TLS and socket errors into the proxy's tree, chained with ``from``.
 
     Timeouts become :class:`UpstreamTimeout` (504). Before the response head, connection failures (refused,
-    reset, DNS, closed without answer) become :class:`UpstreamConnectError`; once the body has started, a lost
+    reset, DNS, TLS, closed without answer) become :class:`UpstreamConnectError`; once the body has started, a lost
     connection means a body cut short, so :class:`UpstreamProtocolError` (RFC 9112 §8: incomplete message).
+    A class rather than ``@contextmanager``: it wraps every exchange, and a generator per use costs more.
     """
-    try:
-        yield
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise UpstreamTimeout(f"upstream timed out: {exc or type(exc).__name__}") from exc
-    except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
-        raise UpstreamProtocolError(f"upstream broke the response: {exc}") from exc
-    except (aiohttp.ClientConnectionError, OSError) as exc:
-        if in_body:
-            raise UpstreamProtocolError(f"upstream connection lost mid-body: {exc!r}") from exc
-        raise UpstreamConnectError(f"upstream unreachable: {exc!r}") from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamProtocolError(f"upstream error: {exc!r}") from exc
 
+    __slots__ = ("in_body",)
 
-def check_head(response: aiohttp.ClientResponse) -> None:
-    """Refuse a head that cannot be forwarded as it is: RFC 9110 §15 (status 100-599), §5.1 (names are tokens;
-    RFC 9112 §5.1 lets a proxy strip whitespace before the colon, but a framing field spelt two ways is how
-    parsers disagree, so the response is refused instead).
+    def __init__(self, *, in_body: bool = False) -> None:
+        self.in_body = in_body
 
-    An obs-fold (RFC 9112 §5.2) has already been replaced by spaces by aiohttp's lenient parser, which is the other
-    choice that section allows; a folded framing field is refused by aiohttp itself.
-    """
-    if not 100 <= response.status <= 599:
-        raise UpstreamProtocolError(f"upstream sent status {response.status}, outside 100-599")
-    for name, _value in response.raw_headers:
-        if _TOKEN.fullmatch(name) is None:
-            raise UpstreamProtocolError(f"upstream sent a malformed field name {name[:40]!r}")
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, TimeoutError):
+            raise UpstreamTimeout(f"upstream timed out: {exc or type(exc).__name__}") from exc
+        if isinstance(exc, PARSE_ERRORS):
+            raise UpstreamProtocolError(f"upstream broke the response: {exc}") from exc
+        if isinstance(exc, OSError):
+            if self.in_body:
+                raise UpstreamProtocolError(f"upstream connection lost mid-body: {exc!r}") from exc
+            raise UpstreamConnectError(f"upstream unreachable: {exc!r}") from exc
 
 
 class UpstreamResponse:
-    """The origin's answer (a ``proxy.origin.OriginResponse``): a head with hop-by-hop fields removed, and a body read
-    whole or streamed."""
+    """The origin's answer: a head with hop-by-hop fields removed, and a body read whole or streamed."""
 
-    def __init__(
-        self, response: aiohttp.ClientResponse, elapsed: float, free: Callable[[], None] | None = None
-    ) -> None:
-        self._response = response
-        # Gives the pool slot back once the connection is back in aiohttp's pool or closed; also if this response is
-        # dropped unreleased (aiohttp then closes the connection when collected), so a slot can never leak for good.
-        self._free = weakref.finalize(self, free) if free is not None else None
-        if self._free is not None:
-            self._free.atexit = False  # nothing to give back once the process ends
-        self.head = ResponseHead(response.status, strip_hop_by_hop(Headers.from_raw(response.raw_headers)))
+    def __init__(self, upstream: Upstream, conn: Connection, elapsed: float) -> None:
+        self._upstream = upstream
+        self._conn = conn
+        self.head = ResponseHead(conn.status, conn.headers)
         self.elapsed = elapsed
         self.body: bytes | None = None
         self._prefix = b""
@@ -124,28 +110,33 @@ class UpstreamResponse:
         """Whether the whole body was received (read whole, or streamed to its end)."""
         return self._complete
 
-    async def _read(self, limit: int, *, bodyless: bool) -> None:
+    async def _read(self, limit: int) -> None:
         """Read the body whole when it is known or found to fit in ``limit``; else leave it to ``stream``."""
-        resp = self._response
-        length = resp.content_length
+        conn = self._conn
+        if conn.done and conn.buffered <= limit:  # the common case: the whole response came with its head
+            self.body = conn.take() if conn.chunks else b""
+            self._complete = True
+            await self.release()
+            return
+        length = conn.length
+        if length is not None and length > limit:
+            return
+        buffered = bytearray()
+        timeout = self._upstream.config.read_timeout
         with _mapped_errors(in_body=True):
-            if bodyless or (length is not None and length <= limit):
-                self.body = b"" if bodyless else await resp.read()
-                self._complete = True
-                self._free_slot()  # read whole: aiohttp has the connection back
-                return
-            if length is not None:
-                return
-            buffered = bytearray()
             while len(buffered) <= limit:
-                chunk = await resp.content.readany()
-                if not chunk:
+                if conn.chunks:
+                    buffered += conn.take()
+                elif conn.done:
                     self.body = bytes(buffered)
                     self._complete = True
-                    self._free_slot()
+                    await self.release()
                     return
-                buffered += chunk
-            self._prefix = bytes(buffered)
+                elif conn.error is not None:
+                    raise conn.error
+                else:
+                    await conn.wait(timeout)
+        self._prefix = bytes(buffered)
 
     async def stream(self) -> AsyncIterator[bytes]:
         """Yield the body in chunks; raise UpstreamProtocolError/UpstreamTimeout if it breaks off.
@@ -159,13 +150,19 @@ class UpstreamResponse:
         if self._prefix:
             prefix, self._prefix = self._prefix, b""
             yield prefix
-        content = self._response.content
+        conn = self._conn
+        timeout = self._upstream.config.read_timeout
         while True:
-            with _mapped_errors(in_body=True):
-                chunk = await content.readany()
-            if not chunk:
+            if conn.chunks:
+                yield conn.take()
+            elif conn.done:
                 break
-            yield chunk
+            elif conn.error is not None:
+                with _mapped_errors(in_body=True):
+                    raise conn.error
+            else:
+                with _mapped_errors(in_body=True):
+                    await conn.wait(timeout)
         self._complete = True
         await self.release()
 
@@ -174,15 +171,14 @@ class UpstreamResponse:
         if self._released:
             return
         self._released = True
-        if self._complete:
-            self._response.release()
-        else:
-            self._response.close()
-        self._free_slot()
+        self._upstream._give_back(self._conn)
 
-    def _free_slot(self) -> None:
-        if self._free is not None:
-            self._free()  # a finalizer runs once, whichever comes first
+    def __del__(self) -> None:
+        # Dropped unreleased: the connection is closed and its pool slot freed, so a slot can never leak for good.
+        if not self._released:
+            self._released = True
+            with suppress(Exception):  # at interpreter exit the loop may be gone
+                self._upstream._give_back(self._conn)
 
     async def __aenter__(self) -> UpstreamResponse:
         return self
@@ -194,44 +190,139 @@ class UpstreamResponse:
 
 
 class Upstream:
-    """A pooled aiohttp session to one origin (a ``proxy.origin.Origin``). ``start``, ``close`` and ``ping`` (readiness)
-    are this client's own, outside the port; they belong to the application lifespan and the admin surface."""
+    """A pool of HTTP/1.1 connections to one origin. ``start`` and ``close`` belong to the application lifespan."""
 
     def __init__(self, config: UpstreamConfig, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
         self._clock = clock
-        base = yarl.URL(config.url)
-        if base.scheme not in ("http", "https") or not base.raw_host:
+        parts = urlsplit(config.url)
+        try:
+            port = parts.port
+        except ValueError as error:
+            raise ConfigError(f"upstream URL has a bad port: {config.url!r}") from error
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"upstream URL must be http(s)://host[:port][/prefix], got {config.url!r}")
-        self._prefix = str(base.with_query(None).with_fragment(None)).rstrip("/")
-        self._forwarding = Forwarding(self._prefix, preserve_host=config.preserve_host)
-        self._session: aiohttp.ClientSession | None = None
-        self._slots = asyncio.Semaphore(config.pool_size)
+        self._host = parts.hostname
+        self._port = port or (443 if parts.scheme == "https" else 80)
+        self._host_line = f"Host: {parts.netloc.rpartition('@')[2]}\r\n"  # the upstream's authority (RFC 9110 §7.2)
+        # Forwarding takes the configured URL apart: its origin never carries userinfo, whose credentials it sends
+        # as this origin's ``Authorization: Basic`` (RFC 7617) when the client sent none.
+        self._forwarding = Forwarding(config.url, preserve_host=config.preserve_host)
+        self._origin = self._forwarding.origin
+        self._prefix = self._forwarding.prefix
+        self._tls: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            self._tls = ssl.create_default_context(cafile=config.ca_file)
+        self._pool: Pool | None = None
+        self._deadlines = Deadlines(min(1.0, config.read_timeout / 4))
+        self._sweeper: asyncio.Task[None] | None = None
         self.on_busy: Callable[[], None] | None = None  # counts a shed request (the metrics' hook)
 
     async def start(self) -> None:
-        if self._session is not None:
-            return
-        cfg = self.config
-        connector = aiohttp.TCPConnector(limit=cfg.pool_size, ttl_dns_cache=60, keepalive_timeout=cfg.keepalive_timeout)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(total=None, connect=cfg.connect_timeout, sock_read=cfg.read_timeout),
-            skip_auto_headers=_SKIP_AUTO_HEADERS,
-            raise_for_status=False,
-        )
+        if self._pool is None:
+            self._pool = Pool(self.config.pool_size, self.config.keepalive_timeout)
+            self._sweeper = asyncio.create_task(self._deadlines.run())
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
 
-    def _require_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def _require_pool(self) -> Pool:
+        if self._pool is None:
             raise RuntimeError("Upstream.start() was not called")
-        return self._session
+        return self._pool
+
+    async def _connect(self) -> Connection:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.config.connect_timeout):
+            _, conn = await loop.create_connection(
+                lambda: Connection(loop, self._deadlines),
+                self._host,
+                self._port,
+                ssl=self._tls,
+                server_hostname=self._host if self._tls is not None else None,
+            )
+        return conn
+
+    async def _acquire(self, pool: Pool, now: float) -> Connection:
+        """A connection from the pool: an idle one (LIFO), a new one while under the size, or one freed in time."""
+        while True:
+            conn = pool.take_idle(now)
+            if conn is not None:
+                return conn
+            if pool.count < pool.size:
+                pool.count += 1
+                try:
+                    with _mapped_errors():
+                        return await self._connect()
+                except BaseException:
+                    pool.count -= 1
+                    raise
+            waiter: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
+            pool.waiters.append(waiter)
+            try:
+                async with asyncio.timeout(self.config.pool_timeout):
+                    handed = await waiter
+            except BaseException as exc:
+                self._pass_on(pool, waiter)
+                if isinstance(exc, TimeoutError):
+                    if self.on_busy is not None:
+                        self.on_busy()
+                    raise UpstreamBusy(
+                        f"all {pool.size} upstream connections stayed busy for {self.config.pool_timeout} s"
+                    ) from exc
+                raise
+            if handed is not None:
+                handed.reused = True
+                return handed
+
+    def _pass_on(self, pool: Pool, waiter: asyncio.Future[Connection | None]) -> None:
+        """A waiter gave up: a connection (or a free slot) handed to it in the meantime goes to the next one."""
+        if not waiter.done():
+            waiter.cancel()
+        elif not waiter.cancelled():
+            handed = waiter.result()
+            if handed is not None:
+                pool.put(handed, self._clock.monotonic())
+            else:
+                pool.count += 1
+                pool.discard_slot()
+
+    def _give_back(self, conn: Connection) -> None:
+        pool = self._pool
+        if pool is None:
+            conn._close()
+            return
+        if conn.reusable:
+            pool.put(conn, self._clock.monotonic())
+        else:
+            pool.discard(conn)
+
+    def _head_bytes(self, request: RequestHead, body: bytes | AsyncIterator[bytes] | None) -> bytes:
+        """The request line and fields as sent: the target and fields ``Forwarding`` chose, plus Host and framing."""
+        streamed = body is not None and not isinstance(body, bytes)
+        target = self._forwarding.url(request)[len(self._origin) :] or "/"
+        fields = self._forwarding.headers(request, streamed=streamed).items()
+        # Only Host and Content-Length are looked for below: the rest need no lower-casing.
+        seen = {name.lower() for name, _ in fields if name[0] in "HhCc"}
+        head = [f"{request.method} {target} HTTP/1.1\r\n"]
+        if "host" not in seen:
+            head.append(self._host_line)
+        head += [f"{name}: {value}\r\n" for name, value in fields]
+        if streamed:
+            if "content-length" not in seen:
+                head.append("Transfer-Encoding: chunked\r\n")
+        elif isinstance(body, bytes) and body:
+            head.append(f"Content-Length: {len(body)}\r\n")
+        elif request.method in _LENGTH_METHODS:
+            head.append("Content-Length: 0\r\n")
+        head.append("\r\n")
+        return "".join(head).encode("utf-8")  # Forwarding's ``wire`` made the received bytes UTF-8 text
 
     async def send(
         self,
@@ -244,60 +335,82 @@ class Upstream:
 
         Redirects are not followed and content codings are not undone (RFC 9110 §7.6: a proxy forwards as is).
         """
-        session = self._require_session()
+        pool = self._require_pool()
         limit = self.config.read_limit if read_limit is None else read_limit
-        data = body or None
-        headers = self._forwarding.headers(request, streamed=isinstance(data, AsyncIterator))
+        head = self._head_bytes(request, body or None)
         started = self._clock.monotonic()
-        await self._take_slot()
-        try:
-            with _mapped_errors():
-                resp = await session.request(
-                    request.method,
-                    yarl.URL(self._forwarding.url(request), encoded=True),
-                    headers=list(headers),
-                    data=data,
-                    allow_redirects=False,
-                    compress=None,
-                )
+        retry = request.method in _IDEMPOTENT and not body
+        while True:
+            conn = pool.take_idle(started) or await self._acquire(pool, started)
             try:
-                check_head(resp)
-            except UpstreamProtocolError:
-                resp.close()  # the connection's framing cannot be trusted either
+                await self._exchange(conn, request, head, body or None)
+            except UpstreamConnectError:
+                pool.discard(conn)
+                if retry and conn.reused and not conn.received:
+                    retry = False  # the origin closed an idle connection as we reused it: once more, on a new one
+                    continue
                 raise
-        except BaseException:
-            self._slots.release()
-            raise
-        response = UpstreamResponse(resp, self._clock.monotonic() - started, self._slots.release)
-        bodyless = request.method == "HEAD" or resp.status in _NO_BODY_STATUSES or resp.status < 200
+            except BaseException:
+                pool.discard(conn)
+                raise
+            break
+        response = UpstreamResponse(self, conn, self._clock.monotonic() - started)
         try:
-            await response._read(limit, bodyless=bodyless)
+            await response._read(limit)
         except BaseException:
             await response.release()
             raise
         return response
 
-    async def _take_slot(self) -> None:
-        """A pool slot, waited for at most ``pool_timeout``; past it :class:`UpstreamBusy` (issue 9 §7)."""
-        if not self._slots.locked():
-            await self._slots.acquire()  # free: taken without suspending
-            return
+    async def _exchange(
+        self, conn: Connection, request: RequestHead, head: bytes, body: bytes | AsyncIterator[bytes] | None
+    ) -> None:
+        """Write the request and wait for the final response head."""
+        conn._reset(request.method == "HEAD")
+        with _mapped_errors():
+            if isinstance(body, bytes) and len(body) <= _SMALL_BODY:
+                await conn.write(head + body)  # one system call for the whole request
+            else:
+                await conn.write(head)
+                if body:
+                    await self._write_body(conn, body, chunked=b"\r\ntransfer-encoding: chunked\r\n" in head.lower())
+            timeout = self.config.read_timeout
+            while not conn.head_done:
+                if conn.error is not None:
+                    raise conn.error
+                await conn.wait(timeout)
+
+    async def _write_body(self, conn: Connection, body: bytes | AsyncIterator[bytes], *, chunked: bool) -> None:
+        """Send the request body, chunked (RFC 9112 §7.1) when no Content-Length was given.
+
+        When the origin answers before the body is all sent (a 413, a 401), the rest is not sent and the answer is
+        read; the connection is not reused, its request having been cut short (RFC 9112 §9.6).
+        """
         try:
-            async with asyncio.timeout(self.config.pool_timeout):
-                await self._slots.acquire()
-        except TimeoutError:
-            if self.on_busy is not None:
-                self.on_busy()
-            cfg = self.config
-            raise UpstreamBusy(f"all {cfg.pool_size} upstream connections busy for {cfg.pool_timeout} s") from None
+            if isinstance(body, bytes):
+                await conn.write(body)
+                return
+            async for chunk in body:
+                if conn.head_done:
+                    conn.dirty = True
+                    return
+                if chunk:
+                    await conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                if conn.error is not None:
+                    raise conn.error
+            if chunked and not conn.head_done:
+                await conn.write(b"0\r\n\r\n")
+        except OSError:
+            if not conn.head_done:
+                raise
+            conn.dirty = True  # the origin answered, then stopped reading: its answer stands
 
     async def ping(self) -> bool:
         """Whether the origin answers at all (any status counts); for readiness probes."""
-        session = self._require_session()
-        timeout = aiohttp.ClientTimeout(total=self.config.connect_timeout + self.config.read_timeout)
+        request = RequestHead(method="HEAD", scheme="http", host="", path="/", query="", headers=Headers())
         try:
-            with _mapped_errors():
-                async with session.head(self._prefix + "/", allow_redirects=False, timeout=timeout):
+            async with asyncio.timeout(self.config.connect_timeout + self.config.read_timeout):
+                async with await self.send(request):
                     return True
-        except (UpstreamConnectError, UpstreamTimeout, UpstreamProtocolError):
+        except (UpstreamConnectError, UpstreamTimeout, UpstreamProtocolError, UpstreamBusy, TimeoutError):
             return False

@@ -34,6 +34,7 @@ PARTS: dict[str, str] = {
     "proxy.origin": "origin",
     "proxy.forwarding": "client",
     "proxy.upstream": "client",
+    "proxy.http1": "client",
     "proxy.cache": "cache",
     "proxy.runtime": "runtime",
     "proxy.app": "edge",
@@ -82,6 +83,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "config": set(),
     "storage": {"redis", "msgpack"},
     "origin": set(),
+    "client": {"httptools"},  # llhttp parses the origin's responses; sockets, TLS and the pool are the stdlib's
     "cache": set(),  # never an HTTP client, an ASGI framework or a Redis client: the ports are its only contact
     "runtime": set(),
 }

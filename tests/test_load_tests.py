@@ -34,7 +34,8 @@ Transfer/sec:      8.10MB
 @pytest.mark.parametrize(
     "module",
     ["load_tests.common", "load_tests.origin_app", "load_tests.bare_app", "load_tests.bench_proxy",
-     "load_tests.bench_stores", "load_tests.stampede", "load_tests.client_ceiling", "load_tests.slow_heads"],
+     "load_tests.bench_stores", "load_tests.stampede", "load_tests.client_ceiling", "load_tests.peers",
+     "load_tests.slow_heads"],
 )  # fmt: skip
 def test_load_test_modules_import(module: str) -> None:
     assert importlib.import_module(module).__doc__
@@ -79,3 +80,50 @@ def test_issue4_stampede_on_a_cold_key_reaches_the_origin_once() -> None:
     assert len(outcome.answers) == 50
     assert {answer.status for answer in outcome.answers} == {200}
     assert len({answer.body for answer in outcome.answers}) == 1
+
+
+def test_peers_table_ratios_to_bare_and_to_nginx_of_the_same_kind() -> None:
+    from load_tests.peers import Target, goals, table
+
+    targets = [
+        Target("bare", "u", "bare", "bare"),
+        Target("proxy hit", "u", "hit", "cacheproxy"),
+        Target("nginx hit", "u", "hit", "nginx"),
+        Target("proxy pass", "u", "pass", "cacheproxy"),
+        Target("nginx pass", "u", "pass", "nginx"),
+        Target("proxy revalidate", "u", "revalidate", "cacheproxy"),
+    ]
+    figures = {"bare": 1000, "proxy hit": 950, "nginx hit": 2000, "proxy pass": 200, "nginx pass": 800,
+               "proxy revalidate": 180}  # fmt: skip
+    medians = {name: WrkResult(name, rps, 1.0, 2.0) for name, rps in figures.items()}
+    cells = [[cell.strip() for cell in line.split("|")[1:-1]] for line in table(targets, medians)[2:]]
+    rows = {row[0]: row[1:] for row in cells}
+    assert rows["proxy hit"][:3] == ["950", "0.95", "0.47"]
+    assert rows["proxy pass"][:3] == ["200", "0.20", "0.25"]
+    assert rows["bare"][2] == ""
+    verdicts = goals(targets, medians)
+    assert "hit/bare 0.95   goal >= 0.9: meets" in verdicts
+    assert "pass/bare 0.20   goal >= 0.25: BELOW" in verdicts
+    assert "revalidate/pass 0.90   goal >= 0.8: meets" in verdicts
+
+
+def test_peers_configurations_name_the_origin_and_the_kinds() -> None:
+    from pathlib import Path
+
+    from load_tests.peers import nginx_conf, origin_conf, varnish_vcl
+
+    origin = origin_conf(Path("/tmp/o"), 9001)
+    assert "listen 127.0.0.1:9001;" in origin and 'location = /pass { add_header Cache-Control "no-store";' in origin
+    peer = nginx_conf(Path("/tmp/n"), 9002, 9001)
+    assert "server 127.0.0.1:9001;" in peer and "proxy_cache_revalidate on;" in peer
+    assert "return (pass)" in varnish_vcl(9001) and '.port = "9001"' in varnish_vcl(9001)
+
+
+def test_peers_tree_cpu_counts_this_process_and_nothing_for_a_missing_one() -> None:
+    import os
+
+    from load_tests.peers import missing_tools, tree_cpu
+
+    assert tree_cpu(os.getpid()) > 0
+    assert tree_cpu(2**22 + 12345) == 0.0  # no such PID
+    assert all("(" in line for line in missing_tools(varnish=True, granian=True))

@@ -1,6 +1,6 @@
-"""The origin port's contract (``proxy.origin``), run against every implementation: the aiohttp client in front of a
+"""The origin port's contract (``proxy.origin``), run against every implementation: the httptools client in front of a
 real origin on loopback, and the scripted origin the driver tests stand on (so they test against the same contract).
-A new client (the speed issue's) joins by adding one entry to ``IMPLEMENTATIONS``.
+Another client joins by adding one entry to ``IMPLEMENTATIONS``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Bench:
 
 
 @asynccontextmanager
-async def aiohttp_upstream() -> AsyncIterator[Bench]:
+async def httptools_upstream() -> AsyncIterator[Bench]:
     async with run_origin() as origin:
         upstream = Upstream(UpstreamConfig(origin.url))
         refused = Upstream(UpstreamConfig(f"http://127.0.0.1:{free_port()}", connect_timeout=1.0))
@@ -71,7 +71,7 @@ def _ready(port: Origin) -> Callable[[], Awaitable[Origin]]:
 
 
 IMPLEMENTATIONS: dict[str, Callable[[], AbstractAsyncContextManager[Bench]]] = {
-    "aiohttp": aiohttp_upstream,
+    "httptools": httptools_upstream,
     "scripted": scripted,
 }
 

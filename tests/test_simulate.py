@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import pytest
 
 from load_tests.traces import loop, write_csv, zipf
 from proxy.cli import main
-from proxy.logs import JsonFormatter
 from proxy.simulate import Replay, Result, simulate
 from proxy.storage.eviction import POLICIES
 from proxy.tracelog import Record, TraceReader, top_targets
@@ -114,19 +112,19 @@ def test_csv_reader_header_ttl_blank_and_bad_lines(tmp_path: Path) -> None:
     assert reader.skipped == 2
 
 
-async def test_access_log_json_lines_carry_key_size_storable_and_replay(
-    origin: RunningOrigin, caplog: pytest.LogCaptureFixture, tmp_path: Path
-) -> None:
+async def test_access_log_json_lines_carry_key_size_storable_and_replay(origin: RunningOrigin, tmp_path: Path) -> None:
     """A real proxy's JSON access log: a stored miss, a hit (the hot path), a private (not storable) response, and
     a bypassed POST (no key); simulate replays the storable ones."""
-    caplog.set_level(logging.INFO, logger="cacheproxy.access")
     origin.set("/cached", headers=CACHEABLE, body="c" * 100)
     origin.set("/private", headers={"Cache-Control": "private"}, body="p" * 50)
-    async with run_proxy(origin.url) as proxy:
+    written = tmp_path / "written.log"
+    async with run_proxy(origin.url, log_format="json", access_log_file=str(written)) as proxy:
         for target in ("/cached", "/cached", "/private"):
             assert (await proxy.client.get(target)).status_code == 200
         await proxy.client.post("/form", content=b"x")
-    lines = [JsonFormatter().format(r) for r in caplog.records if r.name == "cacheproxy.access"]
+        assert proxy.app.runtime.observer is not None and proxy.app.runtime.observer.access_log is not None
+        proxy.app.runtime.observer.access_log.flush()  # the batched writer's lines, now rather than in 100 ms
+    lines = written.read_text().splitlines()
     log = tmp_path / "access.log"
     log.write_text('{"logger": "uvicorn.error", "message": "started"}\n' + "\n".join(lines) + "\n")
     fields = [json.loads(line) for line in lines]

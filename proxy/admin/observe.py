@@ -1,7 +1,8 @@
 """What happens to each request once it is answered: metrics, the access-log line, and the status page's figures.
 
 ``AdminObserver.request_done`` runs on every request, the hit path included, so it does a few dictionary updates and
-nothing that allocates per request beyond the log record (skipped when the access log is off). The status page's
+nothing that allocates per request beyond the access-log record (a tuple appended to a list, formatted and written in
+batches by ``proxy.logs.AccessLog``; skipped when the access log is off). The status page's
 figures (outcome counts, routes, a hit-ratio series in 10-second buckets over the last 10 minutes) are kept in memory
 by each worker: with several workers the page shows the worker that answered it, while Prometheus sums them all.
 
@@ -13,24 +14,27 @@ answer.
 from __future__ import annotations
 
 import asyncio
-import logging
+import json
 import math
 import os
+import time
 from bisect import bisect_left
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from proxy.admin.metrics import Metrics, status_class
 from proxy.cache.answer import Answer, CacheOutcome
 from proxy.clock import Clock
 from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from proxy.logs import AccessLog, open_access_log
 from proxy.messages import RequestHead
 
 if TYPE_CHECKING:
     from proxy.hot import Hit
     from proxy.runtime import Runtime
 
-access_log = logging.getLogger("cacheproxy.access")
+ACCESS_LOGGER = "cacheproxy.access"
 
 BUCKET_SECONDS = 10
 BUCKETS = 60  # 10 minutes
@@ -164,9 +168,16 @@ def _observe(table: dict[str, list[float]], label: str, value: float, bounds: tu
 class AdminObserver:
     """The ``Observer`` the proxy endpoint calls after each request (see ``proxy.endpoint.Observer``)."""
 
-    def __init__(self, clock: Clock, *, access: bool = True, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        access_log: AccessLog | None = None,
+        metrics: Metrics | None = None,
+        access: bool = True,
+    ) -> None:
         self.clock = clock
-        self.access = access
+        self.access_log = access_log if access else None  # ``access=False``: no log even when a writer is given
         self.metrics = metrics or Metrics()
         self.traffic = Traffic()
         self.tally = Tally(self.metrics, self.traffic, clock)
@@ -179,28 +190,68 @@ class AdminObserver:
         return self.traffic.snapshot(self.clock.now())
 
     async def flush_every(self, seconds: float) -> None:
-        """Hand the tallies to prometheus-client regularly (multiprocess mode: other workers' scrapes see them)."""
+        """Hand the tallies to prometheus-client regularly (multiprocess mode: other workers' scrapes see them),
+        and run the access log's writer beside it; both flush a last time when the lifespan ends."""
+        writer = asyncio.create_task(self.access_log.run()) if self.access_log is not None else None
         try:
             while True:
                 await asyncio.sleep(seconds)
                 self.tally.flush()
         finally:
             self.tally.flush()
+            if writer is not None:
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+            if self.access_log is not None:
+                self.access_log.flush()
 
     def hit_done(self, request: RequestHead, hit: Hit, duration: float) -> None:
         """A hot-path hit: the same counts as ``request_done``."""
         self.tally.add(CacheOutcome.HIT, hit.route, duration)
-        if self.access and access_log.isEnabledFor(logging.INFO):
-            answer = Answer(hit.status, [], outcome=CacheOutcome.HIT, route=hit.route, key=hit.key)
-            log_request(request, answer, duration, hit.sent)
+        if self.access_log is not None:
+            self.access_log.append(
+                AccessRecord(
+                    self.clock.now(),
+                    request.method,
+                    request.target,
+                    hit.status,
+                    CacheOutcome.HIT,
+                    "",
+                    hit.route,
+                    None,
+                    duration,
+                    hit.sent,
+                    request.client,
+                    hit.key,
+                    hit.sent,
+                    True,
+                )
+            )
 
     def request_done(self, request: RequestHead, answer: Answer, duration: float, sent: int) -> None:
         outcome = answer.outcome
         self.tally.add(outcome, answer.route, duration)
         if answer.upstream_time is not None or (outcome is CacheOutcome.ERROR and answer.detail in UPSTREAM_FAILURES):
             self._upstream_done(answer)
-        if self.access and access_log.isEnabledFor(logging.INFO):
-            log_request(request, answer, duration, sent)
+        if self.access_log is not None:
+            self.access_log.append(
+                AccessRecord(
+                    self.clock.now(),
+                    request.method,
+                    request.target,
+                    answer.status,
+                    outcome,
+                    answer.detail,
+                    answer.route,
+                    answer.upstream_time,
+                    duration,
+                    sent,
+                    request.client,
+                    answer.key,
+                    body_size(answer, sent),
+                    is_storable(answer),
+                )
+            )
 
     def _upstream_done(self, answer: Answer) -> None:
         status = None if answer.upstream is None else answer.upstream.status
@@ -215,41 +266,114 @@ class AdminObserver:
         self.metrics.purged_entries.inc(count)
 
 
-def log_request(request: RequestHead, answer: Answer, duration: float, sent: int) -> None:
-    """One access-log line; with ``--log-format json`` every field below is a key of the JSON object.
+class AccessRecord(NamedTuple):
+    """The fields of one access-log line, collected on the request path and formatted later in a batch.
 
-    ``key``, ``size`` and ``storable`` are what ``cacheproxy simulate`` and ``cacheproxy warm --from-log`` replay:
-    the cache key (absent for bypassed requests), the response body's length, and whether the response is one the
-    cache holds (served from it, or stored on the way).
+    To add a field: add it here (with a default, so every producer keeps working), and to ``text_message`` when it
+    belongs in the text line; the JSON object carries every field by name. ``target`` is the request target, or the
+    ASGI ``(raw_path, query_string)`` bytes when it was read off the scope (decoded only when formatted).
     """
-    upstream = "-" if answer.upstream_time is None else f"{answer.upstream_time:.4f}"
-    access_log.info(
-        "%s %s %d %s%s route=%s upstream=%s time=%.4f bytes=%d",
-        request.method,
-        request.target,
-        answer.status,
-        answer.outcome.value,
-        f" ({answer.detail})" if answer.detail else "",
-        answer.route,
-        upstream,
-        duration,
-        sent,
-        extra={
-            "method": request.method,
-            "path": request.target,
-            "status": answer.status,
-            "outcome": answer.outcome.value,
-            "detail": answer.detail,
-            "route": answer.route,
-            "upstream_time": answer.upstream_time,
-            "duration": round(duration, 6),
-            "bytes": sent,
-            "client": request.client,
-            "key": answer.key,
-            "size": body_size(answer, sent),
-            "storable": is_storable(answer),
-        },
-    )
+
+    time: float
+    method: str
+    target: str | tuple[bytes, bytes]
+    status: int
+    outcome: CacheOutcome
+    detail: str
+    route: str
+    upstream_time: float | None
+    duration: float
+    bytes: int
+    client: str | None
+    # what ``cacheproxy simulate`` and ``warm --from-log`` replay (``proxy.tracelog``): the cache key (None when
+    # bypassed), the response body's length, and whether the cache holds the response (served from it, or stored)
+    key: str | None = None
+    size: int = 0
+    storable: bool = False
+
+
+def record_target(record: AccessRecord) -> str:
+    target = record.target
+    if isinstance(target, str):
+        return target
+    path, query = target
+    return f"{path.decode('latin-1')}?{query.decode('latin-1')}" if query else path.decode("latin-1")
+
+
+def text_lines(records: Sequence[AccessRecord], stamps: _Stamps | None = None) -> list[str]:
+    """The text of access lines, ``GET /a?b 200 miss (detail) route=r upstream=0.0012 time=0.0015 bytes=5``, each
+    after its time stamp when ``stamps`` is given. The one definition of the line: a loop over a batch, so a record
+    costs no function call of its own."""
+    out: list[str] = []
+    append = out.append
+    milli_seen, start = -1, ""
+    for record in records:
+        when, method, target, status, outcome, detail, route, upstream, duration, sent = record[:10]
+        if not isinstance(target, str):
+            target = record_target(record)
+        if stamps is not None:
+            milli = int(when * 1000)
+            if milli != milli_seen:
+                milli_seen, start = milli, stamps.millis(when)
+        append(
+            f"{start}{method} {target} {status} {outcome}{f' ({detail})' if detail else ''} route={route} "
+            f"upstream={'-' if upstream is None else f'{upstream:.4f}'} time={duration:.4f} bytes={sent}"
+        )
+    return out
+
+
+def text_message(record: AccessRecord) -> str:
+    """One line's message, without its time stamp (the JSON object's ``message``)."""
+    return text_lines((record,))[0]
+
+
+class _Stamps:
+    """Time stamps as the other log lines show them (local time): formatted once per second, and the whole line
+    prefix once per millisecond (a batch holds many records of the same millisecond)."""
+
+    def __init__(self, pattern: str, prefix: str = "") -> None:
+        self.pattern = pattern
+        self.prefix = prefix
+        self.second = -1
+        self.text = ""
+
+    def __call__(self, when: float) -> str:
+        second = int(when)
+        if second != self.second:
+            self.second = second
+            self.text = time.strftime(self.pattern, time.localtime(second))
+        return self.text
+
+    def millis(self, when: float) -> str:
+        """``<date> <time>,<ms><prefix>``, the start of a text line."""
+        return f"{self(when)},{int(when * 1000) % 1000:03d}{self.prefix}"
+
+
+def lines_formatter(log_format: str) -> Callable[[Sequence[AccessRecord]], list[str]]:
+    """Format a batch of records as the lines ``proxy.logs``' text or JSON formatter writes for the other logs."""
+    if log_format == "json":
+        stamp = _Stamps("%Y-%m-%dT%H:%M:%S")
+
+        def json_line(record: AccessRecord) -> str:
+            fields: dict[str, Any] = record._asdict()
+            fields["path"] = record_target(record)
+            fields["outcome"] = record.outcome.value
+            fields["duration"] = round(record.duration, 6)
+            del fields["time"], fields["target"]
+            out = {"time": stamp(record.time), "level": "info", "logger": ACCESS_LOGGER}
+            out["message"] = text_message(record)
+            out.update(fields)
+            return json.dumps(out, default=str)
+
+        return lambda records: [json_line(record) for record in records]
+    stamps = _Stamps("%Y-%m-%d %H:%M:%S", f" INFO {ACCESS_LOGGER}: ")
+    return lambda records: text_lines(records, stamps)
+
+
+def line_formatter(log_format: str) -> Callable[[AccessRecord], str]:
+    """Format one record (``lines_formatter`` for a batch)."""
+    batch = lines_formatter(log_format)
+    return lambda record: batch((record,))[0]
 
 
 def body_size(answer: Answer, sent: int) -> int:
@@ -277,7 +401,12 @@ def is_storable(answer: Answer) -> bool:
 
 def build_observer(runtime: Runtime) -> AdminObserver:
     """The observer of one worker; it also counts the rules holder's reloads (chained with any earlier hook)."""
-    observer = AdminObserver(runtime.clock, access=runtime.settings.access_log)
+    settings = runtime.settings
+    access_log = None
+    if settings.access_log:
+        fd = open_access_log(settings.access_log_file)
+        access_log = AccessLog(fd, lines_formatter(settings.log_format))
+    observer = AdminObserver(runtime.clock, access_log=access_log)
     previous = runtime.rules.on_reload
 
     def on_reload(ok: bool, problems: list[str]) -> None:

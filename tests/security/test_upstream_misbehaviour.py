@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import socket
 import threading
 from collections.abc import Iterator
 
@@ -92,17 +91,11 @@ def test_malformed_field_line_is_502(misbehaving: ProxyProcess, case: str) -> No
     assert_short_502(misbehaving.send(get(case)))
 
 
-def test_rfc9112_5_2_obs_fold_elsewhere_is_replaced_by_spaces_never_forwarded(misbehaving: ProxyProcess) -> None:
-    """The other choice RFC 9112 §5.2 allows a proxy: each obs-fold becomes SP; no folded line reaches the client."""
-    with socket.create_connection(("127.0.0.1", misbehaving.port), timeout=10) as sock:
-        sock.sendall(get("obs-fold"))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(65536)
-    lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-    assert lines[0].startswith(b"HTTP/1.1 200")
-    assert b"x-a: 1  folded" in [line.lower() for line in lines]
-    assert not any(line[:1] in (b" ", b"\t") for line in lines[1:])
+def test_rfc9112_5_2_obs_fold_elsewhere_is_502_never_forwarded(misbehaving: ProxyProcess) -> None:
+    """RFC 9112 §5.2 lets a proxy reject a message with obs-fold: the httptools client does (llhttp refuses it), so no
+    folded line reaches the client. (The aiohttp client took the section's other choice, replacing each by spaces.)"""
+    assert_short_502(misbehaving.send(get("obs-fold")))
+    assert misbehaving.send(get("fine")).status == 200  # and the proxy still answers
 
 
 class SlowUpstream:

@@ -179,7 +179,6 @@ def test_cli_simulate_refuses_unknown_policy_and_missing_file(
 
 
 def test_cli_simulate_plot_png(loop_trace: Path, tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     out = tmp_path / "ratio.png"
     assert main(["simulate", str(loop_trace), "--budget", "512KiB,1MiB", "--plot", str(out)]) == 0
     assert out.read_bytes().startswith(b"\x89PNG")

@@ -28,12 +28,12 @@ class FIFO(EvictionPolicy[K]):
 
     def victim(self) -> tuple[K, str]:
         for key in self._order:
-            return key, "fifo"
+            return key, self.name
         raise LookupError("victim() of an empty policy")
 
     def lookup(self, key: K) -> bool:
         if key in self._order:
-            pass  # a hit changes nothing in FIFO order
+            self.touch(key)
             return True
         return False
 
@@ -42,7 +42,7 @@ class FIFO(EvictionPolicy[K]):
             raise LookupError("evict() of an empty policy")
         key, size = self._order.popitem(last=False)
         self.used -= size
-        return key, "fifo"
+        return key, self.name
 
     def __contains__(self, key: object) -> bool:
         return key in self._order

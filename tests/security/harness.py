@@ -32,6 +32,7 @@ class Received:
 
     head: bytes
     body: bytes
+    trailers: bytes = b""  # the raw trailer section of a chunked body (never part of ``head``)
 
     @property
     def request_line(self) -> bytes:
@@ -117,13 +118,14 @@ class RecordingUpstream:
                         return
                     buffer += chunk
                 head, _, buffer = buffer.partition(CRLF + CRLF)
-                body, buffer = _read_body(sock, head, buffer)
-                received = Received(head, body)
+                body, trailers, buffer = _read_body(sock, head, buffer)
+                received = Received(head, body, trailers)
                 self.received.append(received)
                 sock.sendall(self.respond(received))
 
 
-def _read_body(sock: socket.socket, head: bytes, buffer: bytes) -> tuple[bytes, bytes]:
+def _read_body(sock: socket.socket, head: bytes, buffer: bytes) -> tuple[bytes, bytes, bytes]:
+    """The body, the raw trailer section (chunked bodies only) and the bytes that follow the request."""
     fields = {}
     for line in head.split(CRLF)[1:]:
         key, _, value = line.partition(b":")
@@ -140,9 +142,9 @@ def _read_body(sock: socket.socket, head: bytes, buffer: bytes) -> tuple[bytes, 
                 while not buffer.startswith(CRLF) and CRLF + CRLF not in buffer:
                     buffer += sock.recv(65536)
                 if buffer.startswith(CRLF):
-                    return body, buffer[2:]
-                _, _, buffer = buffer.partition(CRLF + CRLF)
-                return body, buffer
+                    return body, b"", buffer[2:]
+                trailers, _, buffer = buffer.partition(CRLF + CRLF)
+                return body, trailers, buffer
             while len(buffer) < size + 2:
                 buffer += sock.recv(65536)
             body += buffer[:size]
@@ -153,7 +155,7 @@ def _read_body(sock: socket.socket, head: bytes, buffer: bytes) -> tuple[bytes, 
         if not chunk:
             break
         buffer += chunk
-    return buffer[:length], buffer[length:]
+    return buffer[:length], b"", buffer[length:]
 
 
 @contextlib.contextmanager

@@ -13,8 +13,17 @@ from collections.abc import Iterator
 import pytest
 
 from proxy.forwarding import UNKEYED_FIELDS
-from tests.security.harness import CRLF, ProxyProcess, RawResponse, Received, proxy_process, response_bytes
-from tests.security.key_support import ChunkedRecordingUpstream, chunked_recording_upstream, send_on_one_connection
+from tests.security.harness import (
+    CRLF,
+    ProxyProcess,
+    RawResponse,
+    Received,
+    RecordingUpstream,
+    proxy_process,
+    recording_upstream,
+    response_bytes,
+)
+from tests.security.key_support import send_on_one_connection
 
 WATCHED = ("accept-language", "authorization", "cookie", *(name.lower() for name in UNKEYED_FIELDS))
 
@@ -53,13 +62,13 @@ def tell_what_was_seen(received: Received) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[ChunkedRecordingUpstream]:
-    with chunked_recording_upstream(tell_what_was_seen) as running:
+def upstream() -> Iterator[RecordingUpstream]:
+    with recording_upstream(tell_what_was_seen) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def proxy(upstream: ChunkedRecordingUpstream) -> Iterator[ProxyProcess]:
+def proxy(upstream: RecordingUpstream) -> Iterator[ProxyProcess]:
     with proxy_process(upstream.url, rules=RULES) as running:
         yield running
 
@@ -80,9 +89,7 @@ def is_hit(response: RawResponse) -> bool:
 # --- Vary on the request as forwarded ----------------------------------------------------------------------------
 
 
-def test_rfc9110_7_6_1_vary_keys_the_request_as_forwarded(
-    upstream: ChunkedRecordingUpstream, proxy: ProxyProcess
-) -> None:
+def test_rfc9110_7_6_1_vary_keys_the_request_as_forwarded(upstream: RecordingUpstream, proxy: ProxyProcess) -> None:
     """A field named in Connection is not forwarded, so the stored variant is the one for its absence."""
     attack = proxy.send(get("/vary/connection", "Accept-Language: fr", "Connection: Accept-Language"))
     assert attack.body == b"target=/vary/connection"
@@ -104,21 +111,19 @@ def test_rfc9110_7_6_1_vary_keys_the_request_as_forwarded(
 TRAILER_BODY = b"3\r\nabc\r\n0\r\nAuthorization: Bearer evil\r\nCookie: session=evil\r\n\r\n"
 
 
-def test_rfc9112_7_1_2_trailers_never_become_request_headers(
-    upstream: ChunkedRecordingUpstream, proxy: ProxyProcess
-) -> None:
+def test_rfc9112_7_1_2_trailers_never_become_request_headers(upstream: RecordingUpstream, proxy: ProxyProcess) -> None:
     response = proxy.send(get("/trailers/post", "Transfer-Encoding: chunked", method="POST", body=TRAILER_BODY))
     assert response.status == 200
     received = upstream.received[-1]
     assert received.body == b"abc"
     assert received.header_values("authorization") == []
     assert received.header_values("cookie") == []
-    assert upstream.trailers[-1] == b""
+    assert upstream.received[-1].trailers == b""
     assert response.body == b"target=/trailers/post"
 
 
 def test_rfc9112_7_1_2_trailers_of_one_request_do_not_reach_the_next(
-    upstream: ChunkedRecordingUpstream, proxy: ProxyProcess
+    upstream: RecordingUpstream, proxy: ProxyProcess
 ) -> None:
     """On one connection, the second request's own fields still arrive: only the trailer section is dropped."""
     first = get("/trailers/first", "Transfer-Encoding: chunked", method="POST", body=TRAILER_BODY)
@@ -131,7 +136,7 @@ def test_rfc9112_7_1_2_trailers_of_one_request_do_not_reach_the_next(
 
 
 @pytest.mark.parametrize("name", UNKEYED_FIELDS)
-def test_unkeyed_field_is_not_forwarded(upstream: ChunkedRecordingUpstream, proxy: ProxyProcess, name: str) -> None:
+def test_unkeyed_field_is_not_forwarded(upstream: RecordingUpstream, proxy: ProxyProcess, name: str) -> None:
     target = f"/unkeyed/{name}"
     attack = proxy.send(get(target, f"{name}: /admin"))
     assert upstream.received[-1].header_values(name) == []
@@ -143,7 +148,7 @@ def test_unkeyed_field_is_not_forwarded(upstream: ChunkedRecordingUpstream, prox
 
 @pytest.mark.parametrize("name", UNKEYED_FIELDS)
 def test_passed_unkeyed_field_is_forwarded_and_keyed(
-    upstream: ChunkedRecordingUpstream, proxy: ProxyProcess, name: str
+    upstream: RecordingUpstream, proxy: ProxyProcess, name: str
 ) -> None:
     target = f"/passed/{name}"
     attack = proxy.send(get(target, f"{name}: /admin"))
@@ -172,7 +177,7 @@ def test_passed_unkeyed_field_is_forwarded_and_keyed(
     ],
 )
 def test_fat_get_is_forwarded_with_its_body_never_served_or_stored(
-    upstream: ChunkedRecordingUpstream, proxy: ProxyProcess, method: str, fields: list[str], body: bytes
+    upstream: RecordingUpstream, proxy: ProxyProcess, method: str, fields: list[str], body: bytes
 ) -> None:
     target = f"/fat/{method}-{fields[0].split(':')[0]}"
     stored = proxy.send(get(target))
@@ -191,9 +196,7 @@ def test_fat_get_is_forwarded_with_its_body_never_served_or_stored(
     assert len(upstream.received) == seen + 1
 
 
-def test_fat_get_answer_is_not_stored_for_the_clean_url(
-    upstream: ChunkedRecordingUpstream, proxy: ProxyProcess
-) -> None:
+def test_fat_get_answer_is_not_stored_for_the_clean_url(upstream: RecordingUpstream, proxy: ProxyProcess) -> None:
     proxy.send(get("/fat/first", "Content-Length: 5", body=b"hello"))
     seen = len(upstream.received)
     clean = proxy.send(get("/fat/first"))
@@ -221,9 +224,7 @@ def test_fat_get_answer_is_not_stored_for_the_clean_url(
         pytest.param("/%61ccount/x", id="rfc3986-6.2.2.2-unreserved-decoded"),
     ],
 )
-def test_path_evasion_stays_on_the_bypass_route(
-    upstream: ChunkedRecordingUpstream, proxy: ProxyProcess, target: str
-) -> None:
+def test_path_evasion_stays_on_the_bypass_route(upstream: RecordingUpstream, proxy: ProxyProcess, target: str) -> None:
     for _ in range(2):
         seen = len(upstream.received)
         response = proxy.send(get(target, "Cache-Debug: 1"))
@@ -237,7 +238,7 @@ def test_path_evasion_stays_on_the_bypass_route(
 
 
 def test_semicolon_in_ignored_parameter_does_not_poison_the_clean_url(
-    upstream: ChunkedRecordingUpstream, proxy: ProxyProcess
+    upstream: RecordingUpstream, proxy: ProxyProcess
 ) -> None:
     attack = proxy.send(get("/utm/page?utm_x=1;callback=evil"))
     assert attack.body == b"target=/utm/page?utm_x=1;callback=evil"

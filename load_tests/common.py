@@ -147,12 +147,15 @@ def start_bare(procs: Processes, cpu: int | None = SERVER_CPU) -> str:
 
 def start_proxy(
     procs: Processes, upstream: str, *, name: str = "proxy", cpu: int | None = SERVER_CPU, store: str = "memory",
-    l1_budget: str | None = None, workers: int = 1, eviction: str | None = None,
+    l1_budget: str | None = None, workers: int = 1, eviction: str | None = None, access_log: bool = True,
 ) -> str:  # fmt: skip
-    """``python -m proxy serve`` (uvicorn with uvloop and httptools, as the CLI runs it) on a free port."""
+    """``python -m proxy serve`` (uvicorn with uvloop and httptools, as the CLI runs it) on a free port.
+
+    The default settings, as users run it: the access log is on (written to the process's log file).
+    """
     port = free_port()
     args = [sys.executable, "-m", "proxy", "serve", "--upstream", upstream, "--host", HOST, "--port", str(port)]
-    args += ["--store", store, "--workers", str(workers), "--no-access-log"]
+    args += ["--store", store, "--workers", str(workers), *([] if access_log else ["--no-access-log"])]
     if l1_budget:
         args += ["--l1-budget", l1_budget]
     if eviction:

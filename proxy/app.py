@@ -22,6 +22,7 @@ from proxy.config import Settings
 from proxy.endpoint import ProxyEndpoint, Receive, Scope, Send, refuse
 from proxy.head import SCOPE_KEY, Refusal, parse_head
 from proxy.limits import WEBSOCKET_REASON
+from proxy.messages import CACHEABLE_METHODS, RequestHead
 from proxy.rules.reload import RulesHolder
 from proxy.runtime import Runtime
 
@@ -40,14 +41,32 @@ class ProxyApp:
         self.admin: Starlette = build_admin(self.runtime, self._lifespan)
         self.purge_method = build_purge_method(self.runtime) if settings.allow_purge_method else None
 
+    def answer_now(self, scope: Scope) -> tuple[bytes, bytes] | None:
+        """A fresh hit answered inside the server protocol, without an ASGI cycle (``proxy.edgehit``): the bytes to
+        write (response head, body), or ``None`` for ``__call__`` to answer. The head parsed here is left in the
+        scope, so the request is parsed once either way."""
+        if scope["method"] not in CACHEABLE_METHODS:
+            return None
+        request = parse_head(scope, self.trusted)
+        if isinstance(request, Refusal):
+            return None
+        scope[SCOPE_KEY] = request
+        if self._is_admin(scope["path"]):
+            return None
+        return self.endpoint.answer_now(request)
+
+    def _is_admin(self, path: str) -> bool:
+        prefix = self.prefix
+        return path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            request = parse_head(scope, self.trusted)  # the one parse of the head (proxy.head)
+            found = scope.get(SCOPE_KEY)  # parsed by answer_now already
+            request = found if isinstance(found, RequestHead) else parse_head(scope, self.trusted)
             if isinstance(request, Refusal):
                 await refuse(request, send)
                 return
-            path: str = scope["path"]
-            if path.startswith(self.prefix) and (len(path) == len(self.prefix) or path[len(self.prefix)] == "/"):
+            if self._is_admin(scope["path"]):
                 scope[SCOPE_KEY] = request
                 await self.admin(scope, receive, send)
             elif self.purge_method is not None and scope["method"] == "PURGE":

@@ -122,6 +122,20 @@ class ProxyEndpoint:
             return
         await self.handle(parsed, receive, send)
 
+    def answer_now(self, request: RequestHead) -> tuple[bytes, bytes] | None:
+        """A fresh hit for ``request`` as the bytes to write (response head, body), counted and logged as
+        ``handle`` would; ``None``: ``handle`` answers it. For the server protocol (``proxy.edgehit``)."""
+        if request.path == "*":
+            return None
+        started = self.clock.monotonic()
+        found = self.hot.serve_now(request)
+        if found is None:
+            return None
+        hit, head, body = found
+        if self.observer is not None:
+            self.observer.hit_done(request, hit, self.clock.monotonic() - started)
+        return head, body
+
     async def handle(self, request: RequestHead, receive: Receive, send: Send) -> None:
         """Answer ``request``, the edge's one parse of the head."""
         if request.path == "*":

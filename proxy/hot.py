@@ -21,7 +21,9 @@ in bytes: nothing memoised here outlives the store's copy of an entry by more th
 
 from __future__ import annotations
 
+import http
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, NamedTuple
@@ -77,6 +79,7 @@ class Prepared(NamedTuple):
     head_only: bool
     start: Message
     body: Message
+    wire: bytes | None  # the status line and fields as HTTP/1.1 bytes (``proxy.edgehit``); None: ASGI only
 
 
 class HotPath:
@@ -102,42 +105,69 @@ class HotPath:
 
     async def serve(self, request: RequestHead, send: Send) -> Hit | Lookup | None:
         """Send a fresh hit and say so; else a ``Lookup`` (or ``None``) for the general path to carry on with."""
-        method = request.method
-        if method not in CACHEABLE_METHODS:
-            return None
-        if not BLOCKERS.isdisjoint(request.headers.names()):
-            return None
-        found = self._route_and_key(request)
+        found = self._plain(request)
         if found is None:
             return None
         route, key, store = found
-        service = self.service
-        if service.coalescer.current(key) is not None:
-            return None  # a fetch is running: the general path waits for it
         instant = self._instant.get(id(store))  # a memory store answers without a coroutine
-        candidates = instant.get_now(key) if instant is not None else await service.lookup(store, key)
+        candidates = instant.get_now(key) if instant is not None else await self.service.lookup(store, key)
         age = plain_hit_age(candidates, self.clock.now())
         if age is None:
             return Lookup(route, key, candidates)
         entry = candidates[0]
-        start, body = self._messages(key, entry, age, method == "HEAD")
-        await send(start)
-        await send(body)
-        return Hit(route.name, entry.head.status, len(body["body"]), key)
+        prepared = self._prepared_for(key, entry, age, request.method == "HEAD")
+        await send(prepared.start)
+        await send(prepared.body)
+        return Hit(route.name, entry.head.status, len(prepared.body["body"]), key)
 
-    def _messages(self, key: str, entry: Entry, age: float, head_only: bool) -> tuple[Message, Message]:
-        """The two ASGI messages of a hit, reused while the entry, its whole-second age and ``ttl`` stay the same
-        (uvicorn only reads them): under load most hits in a second share one pair.
+    def serve_now(self, request: RequestHead) -> tuple[Hit, bytes, bytes] | None:
+        """``serve`` without a coroutine, for the server protocol (``proxy.edgehit``): the hit as the response head
+        in HTTP/1.1 bytes and the body to write after it, when the entry is in a store that answers at once and its
+        head can be written as it is; else ``None`` (the general path answers, as ``serve`` would)."""
+        found = self._plain(request)
+        if found is None:
+            return None
+        route, key, store = found
+        instant = self._instant.get(id(store))
+        if instant is None:
+            return None
+        candidates = instant.get_now(key)
+        age = plain_hit_age(candidates, self.clock.now())
+        if age is None:
+            return None
+        entry = candidates[0]
+        prepared = self._prepared_for(key, entry, age, request.method == "HEAD")
+        if prepared.wire is None:
+            return None
+        body: bytes = prepared.body["body"]
+        return Hit(route.name, entry.head.status, len(body), key), prepared.wire, body
+
+    def _plain(self, request: RequestHead) -> tuple[Route, str, Storage] | None:
+        """The route, key and store of a plain request (see the module docstring) no fetch is running for."""
+        if request.method not in CACHEABLE_METHODS:
+            return None
+        if not BLOCKERS.isdisjoint(request.headers.names()):
+            return None
+        found = self._route_and_key(request)
+        if found is None or self.service.coalescer.current(found[1]) is not None:
+            return None  # a fetch is running: the general path waits for it
+        return found
+
+    def _prepared_for(self, key: str, entry: Entry, age: float, head_only: bool) -> Prepared:
+        """The messages of a hit, reused while the entry, its whole-second age and ``ttl`` stay the same (uvicorn
+        only reads them): under load most hits in a second share one pair.
         """
         seconds = int(age)
         ttl = math.floor(entry.freshness - age)
         found = self._prepared.get(key)
         if found is not None and found.entry is entry and found[1:4] == (seconds, ttl, head_only):
-            return found.start, found.body
+            return found
         age_field = (b"age", age_header_value(seconds).encode())
         headers = [*entry.wire_headers, age_field, (b"cache-status", self._hit_line(ttl))]
-        start: Message = {"type": "http.response.start", "status": entry.head.status, "headers": headers}
+        status = entry.head.status
+        start: Message = {"type": "http.response.start", "status": status, "headers": headers}
         body: Message = {"type": "http.response.body", "body": b"" if head_only else entry.body}
+        prepared = Prepared(entry, seconds, ttl, head_only, start, body, wire_head(status, headers, len(entry.body)))
         self.forget(key)
         size = len(entry.body)
         if size <= PREPARED_BYTES:
@@ -145,9 +175,9 @@ class HotPath:
                 len(self._prepared) >= PREPARED_LIMIT or self._prepared_bytes + size > PREPARED_BYTES
             ):
                 self.forget(next(iter(self._prepared)))
-            self._prepared[key] = Prepared(entry, seconds, ttl, head_only, start, body)
+            self._prepared[key] = prepared
             self._prepared_bytes += size
-        return start, body
+        return prepared
 
     def _route_and_key(self, request: RequestHead) -> tuple[Route, str, Storage] | None:
         rules = self.service.rules.current
@@ -175,3 +205,39 @@ class HotPath:
                 self._status_lines.clear()
             line = self._status_lines[seconds] = self.service.replies.status(hit=True, ttl=seconds).encode("latin-1")
         return line
+
+
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.1 token
+_FIELD_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # what uvicorn refuses in a value
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+
+
+def wire_head(status: int, headers: list[tuple[bytes, bytes]], length: int) -> bytes | None:
+    """The response head as uvicorn would write it for these ASGI headers on a keep-alive connection, or ``None``
+    when only uvicorn should write it: a field it would refuse, framing other than one ``Content-Length`` equal to
+    the body's ``length``, or a ``Connection`` field (it ends the connection).
+    """
+    if not 100 <= status < 600:
+        return None
+    lines = [f"HTTP/1.1 {status} {_phrase(status)}\r\n".encode("latin-1")]
+    lengths = 0
+    for name, value in headers:
+        if _FIELD_NAME.fullmatch(name) is None or _FIELD_VALUE_BAD.search(value) is not None:
+            return None
+        name = name.lower()  # as uvicorn writes it
+        if name in _FRAMING:
+            if name != b"content-length" or value.strip() != str(length).encode():
+                return None
+            lengths += 1
+        lines.append(b"%s: %s\r\n" % (name, value))
+    if lengths != 1:
+        return None
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""

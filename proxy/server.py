@@ -11,18 +11,21 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from proxy.app import ProxyApp
 from proxy.config import Settings
+from proxy.edgehit import HitAtTheEdge
 from proxy.endpoint import QuietBrokenStreams
 from proxy.limits import LimitedHttpToolsProtocol, Limits, connection_cap
 from proxy.rawtarget import RawTargetMixin
 
 
-class EdgeProtocol(LimitedHttpToolsProtocol, RawTargetMixin, HttpToolsProtocol):
-    """The protocol ``serve`` runs: head limits (``proxy.limits``), request trailers dropped (``proxy.trailers``) and
-    the raw request-target kept for the edge's parse (``proxy.rawtarget``).
+class EdgeProtocol(HitAtTheEdge, LimitedHttpToolsProtocol, RawTargetMixin, HttpToolsProtocol):
+    """The protocol ``serve`` runs: fresh hits written in place (``proxy.edgehit``), head limits (``proxy.limits``),
+    request trailers dropped (``proxy.trailers``) and the raw request-target kept for the edge's parse
+    (``proxy.rawtarget``).
 
     Listing ``HttpToolsProtocol`` last puts the mixin just above uvicorn's class in the MRO (EdgeProtocol,
-    LimitedHttpToolsProtocol, TrailerlessProtocol, RawTargetMixin, HttpToolsProtocol): the limits check the target the
-    client sent before the mixin gives uvicorn ``/`` for an absolute-form target without a path.
+    HitAtTheEdge, LimitedHttpToolsProtocol, TrailerlessProtocol, RawTargetMixin, HttpToolsProtocol): the limits check
+    the target the client sent before the mixin gives uvicorn ``/`` for an absolute-form target without a path, and
+    a request reaches ``HitAtTheEdge`` only once every limit has passed.
     """
 
 

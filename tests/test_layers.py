@@ -44,6 +44,7 @@ PARTS: dict[str, str] = {
     "proxy.limits": "edge",  # uvicorn's httptools protocol with the request-head limits (before the app runs)
     "proxy.trailers": "edge",  # the same protocol, request trailers dropped where they are parsed
     "proxy.rawtarget": "edge",  # the same protocol, the raw request target kept for the one parse
+    "proxy.edgehit": "edge",  # the same protocol, fresh hits written in place (ProxyApp.answer_now)
     "proxy.head": "edge",  # the one parse of the request head
     "proxy.memo": "memo",
     "proxy.server": "command",

@@ -35,7 +35,11 @@ async def test_sigterm_lets_in_flight_requests_finish(origin: RunningOrigin) -> 
     with run_process(serve_args(origin, port), ready_url=url + "/_cacheproxy/healthz", env=ENV, timeout=60) as proc:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             in_flight = asyncio.create_task(client.get("/slow"))
-            await asyncio.sleep(0.3)  # the request has reached the origin
+            for _ in range(500):  # until the request has reached the origin (it answers 1 s later)
+                if origin.hits["/slow"]:
+                    break
+                await asyncio.sleep(0.01)
+            assert origin.hits["/slow"] == 1
             proc.send_signal(signal.SIGTERM)
             response = await in_flight
         code = await asyncio.to_thread(proc.wait, 30)

@@ -31,11 +31,12 @@ class RawTargetMixin:
         raw = self.url
         extensions = self.scope.setdefault("extensions", {})
         extensions[RAW_TARGET] = raw
-        try:
-            if httptools.parse_url(raw).path is None:
-                self.url = b"/"
-        except httptools.HttpParserError:
-            pass  # uvicorn answers 400 for a target it cannot parse
+        if not raw.startswith(b"/"):  # origin-form always has its path
+            try:
+                if httptools.parse_url(raw).path is None:
+                    self.url = b"/"
+            except httptools.HttpParserError:
+                pass  # uvicorn answers 400 for a target it cannot parse
         super().on_headers_complete()  # type: ignore[misc]
 
 

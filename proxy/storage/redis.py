@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.errors import StorageError
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["Client", "RedisStorage", "connect"]  # Client and connect live in redis_client; kept importable here
 EXACT_STATS_LIMIT = 10_000  # above this many keys, ``stats().entries`` counts keys, not variants
 BYTES_SAMPLE = 1_000  # entry hashes measured to estimate ``stats().bytes`` above ``EXACT_STATS_LIMIT`` keys
-_PARALLEL = 32  # scripts in flight at once during a purge
+_CHUNK = 500  # scripts per pipeline during a purge (one server)
+_PARALLEL = 32  # scripts in flight at once during a purge on a cluster (its pipelines refuse EVALSHA)
 _PAGE = 1000  # index members read per shard and round trip during a purge
 
 
@@ -130,8 +132,19 @@ class RedisStorage:
         """``put``, saying whether Redis took the entry: not when it failed, timed out or the breaker is open
         (``UNAVAILABLE``), nor when the key was invalidated at or after ``since`` (``INVALIDATED``, decided in the
         put script against the hash's ``~i``; see ``redis_layout``)."""
+        args = self.put_arguments(key, entry, ttl, since=since)
+        seconds = int(ttl + self._keep) + 2
+        tags = entry.tags
+        written = await self.guard.attempt("put", lambda: self._write(key, args, tags, seconds), self.write_timeout)
+        if written is None:
+            return PutResult.UNAVAILABLE
+        return PutResult.INVALIDATED if written[0] < 0 else PutResult.STORED
+
+    def put_arguments(self, key: str, entry: Entry, ttl: float, *, since: float | None = None) -> list[Any]:
+        """The put script's ARGV for ``store`` (its KEYS: ``layout.put_keys``), also for loading many entries at
+        once in one pipeline (``load_tests/purge_scale.py``)."""
         now_ms = self._now_ms()
-        args = [
+        return [
             now_ms,
             layout.variant_id(entry.variant),
             encode_entry(entry),
@@ -142,12 +155,6 @@ class RedisStorage:
             "" if since is None else int(since * 1000),
             layout.text(key),
         ]
-        seconds = int(ttl + self._keep) + 2
-        tags = entry.tags
-        written = await self.guard.attempt("put", lambda: self._write(key, args, tags, seconds), self.write_timeout)
-        if written is None:
-            return PutResult.UNAVAILABLE
-        return PutResult.INVALIDATED if written[0] < 0 else PutResult.STORED
 
     async def delete(self, key: str) -> int:
         """Remove every variant of ``key`` (and of its group, for a URL key); ``StorageError`` when Redis fails."""
@@ -211,12 +218,11 @@ class RedisStorage:
             mark = await self.client.hget(layout.entry_key(group), layout.INVALIDATED_FIELD)
             if mark is not None and int(since) <= int(mark):
                 return -1
-        shard = layout.path_shard(key)
-        indexes = [layout.path_expiry(shard), layout.path_index(shard), *(layout.tag_index(tag) for tag in tags)]
+        keys = layout.put_keys(key, tags)
         if self._cluster:
-            await self._write_indexes(indexes, args)  # before the entry: an entry is never live unindexed
-            indexes = []
-        writes: list[Awaitable[Any]] = [self._put(keys=[layout.entry_key(key), *indexes], args=args)]
+            await self._write_indexes(keys[1:], args)  # before the entry: an entry is never live unindexed
+            keys = keys[:1]
+        writes: list[Awaitable[Any]] = [self._put(keys=keys, args=args)]
         if group is not None:
             pipe = self.client.pipeline(transaction=False)
             name = layout.group_key(group)
@@ -248,12 +254,38 @@ class RedisStorage:
         return int(await script(keys=[name], args=[self._now_ms(), *extra]))
 
     async def _run_each(self, script: Any, names: Iterable[str | bytes], *extra: Any) -> int:
+        """``script`` on every key of ``names``, ``_CHUNK`` to a pipeline on one server, ``_PARALLEL`` at a time on
+        a cluster; the sum of the answers."""
         pending = list(names)
         removed = 0
-        for i in range(0, len(pending), _PARALLEL):
-            chunk = pending[i : i + _PARALLEL]
-            removed += sum(await asyncio.gather(*(self._run(script, name, *extra) for name in chunk)))
+        if self._cluster:
+            for i in range(0, len(pending), _PARALLEL):
+                chunk = pending[i : i + _PARALLEL]
+                removed += sum(await asyncio.gather(*(self._run(script, name, *extra) for name in chunk)))
+            return removed
+        for i in range(0, len(pending), _CHUNK):
+            removed += await self._run_chunk(script, pending[i : i + _CHUNK], [self._now_ms(), *extra])
         return removed
+
+    async def _run_chunk(self, script: Any, names: list[str | bytes], args: list[Any]) -> int:
+        """One pipeline of ``EVALSHA``; the scripts the server did not know yet (``NOSCRIPT``: restarted, flushed)
+        run again once it has loaded them, the others are not repeated."""
+        replies: dict[int, Any] = {}
+        todo = list(range(len(names)))
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for at in todo:
+                pipe.evalsha(script.sha, 1, names[at], *args)
+            for at, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
+                replies[at] = reply
+            todo = [at for at in todo if isinstance(replies[at], NoScriptError)]
+            if not todo or attempt:
+                break
+            await self.client.script_load(script.script)
+        for reply in replies.values():
+            if isinstance(reply, Exception):
+                raise reply
+        return sum(int(reply) for reply in replies.values())
 
     async def _purge(self, op: str, make: Callable[[], Awaitable[int]], timeout: float) -> int:
         outcome = await self.guard.attempt(op, make, timeout)

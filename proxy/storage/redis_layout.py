@@ -113,6 +113,13 @@ def member_key(member: bytes) -> bytes:
     return member.rpartition(b"\0")[2]
 
 
+def put_keys(key: str, tags: tuple[str, ...]) -> list[str]:
+    """The KEYS of ``PUT`` on one server: the entry, its path index shard (by expiry, then ordered), its tags' indexes.
+    On a cluster ``PUT`` gets the first alone and ``INDEX`` the others, before it."""
+    shard = path_shard(key)
+    return [entry_key(key), path_expiry(shard), path_index(shard), *(tag_index(tag) for tag in tags)]
+
+
 def prefix_range(prefix: str) -> tuple[bytes, bytes]:
     """``ZRANGEBYLEX`` bounds of the members whose path starts with ``prefix``: UTF-8 never has a 0xFF byte, so
     every such member sorts below ``prefix + 0xFF``."""

@@ -181,6 +181,18 @@ async def test_redis_purges_read_the_indexes_page_by_page_never_the_keyspace(
     assert entries == []  # the hashes hold only their invalidation mark (``~i``)
 
 
+async def test_redis_purge_reloads_scripts_the_server_forgot(
+    store: RedisStorage, raw: sync_redis.Redis, make_entry: MakeEntry
+) -> None:
+    for i in range(3):
+        await store.put(f"key-{i}", make_entry(f"key-{i}", f"http://o.test/a/{i}", tags=("t",)), 60)
+    assert await store.delete_prefix("/a/1") == 1  # the script is known to the server now
+    raw.script_flush()  # as after a restart: every EVALSHA of the next pipeline answers NOSCRIPT
+    assert await store.delete_prefix("/a/") == 2
+    raw.script_flush()
+    assert await store.delete_tag("t") == 0  # the purged entries are not counted again
+
+
 async def test_redis_indexes_forget_members_once_their_entries_expire(
     store: RedisStorage, raw: sync_redis.Redis, clock: FakeClock, make_entry: MakeEntry
 ) -> None:

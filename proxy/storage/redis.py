@@ -236,7 +236,7 @@ class RedisStorage:
     async def _write_indexes(self, indexes: list[str], args: list[Any]) -> None:
         """On a cluster: the ``INDEX`` script on the path shard and on each tag index (``PUT``'s own keys and ARGV)."""
         now_ms, expires, path, key = args[0], args[3], args[4], args[8]
-        calls = [self._index(keys=indexes[:2], args=[now_ms, path + b"\0" + key, expires])]
+        calls = [self._index(keys=indexes[:2], args=[now_ms, layout.path_member(path, key), expires])]
         calls += [self._index(keys=[name], args=[now_ms, key, expires]) for name in indexes[2:]]
         await asyncio.gather(*calls)
 

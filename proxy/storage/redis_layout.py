@@ -102,10 +102,11 @@ def path_expiry(shard: int) -> str:
     return f"cp:paths:{{{shard}}}:exp"
 
 
-def path_member(path: str, key: str) -> bytes:
-    """``<path>\\0<key>``: ordered by path first, so a prefix is a range. A cache key never holds NUL
-    (``proxy.cache.keys``: hex digests), so the key is what follows the last one."""
-    return text(path) + b"\0" + text(key)
+def path_member(path: bytes, key: bytes) -> bytes:
+    """``<path>\\0<key>`` (both as ``text`` gives them; ``PUT`` builds the same in Lua): ordered by path first, so
+    a prefix is a range. A cache key never holds NUL (``proxy.cache.keys``: hex digests), so the key is what follows
+    the last one."""
+    return path + b"\0" + key
 
 
 def member_key(member: bytes) -> bytes:

@@ -15,6 +15,7 @@ from proxy.errors import ConfigError, StorageError
 from proxy.messages import Entry
 from proxy.storage import redis as redis_store
 from proxy.storage import redis_layout as layout
+from proxy.storage.base import PutResult
 from proxy.storage.factory import open_store
 from proxy.storage.memory import MemoryStorage
 from proxy.storage.redis import RedisStorage
@@ -250,6 +251,29 @@ async def test_redis_cluster_spreads_keys_and_purges_on_every_primary(
         assert (await store.stats()).entries == 0
         holding = [node for node in redis_cluster.nodes if list(node.client().scan_iter(match="cp:paths:*"))]
         assert len(holding) > 1  # the path index shards, and the writes to them, spread over the primaries
+    finally:
+        await store.close()
+
+
+async def test_redis_cluster_writes_the_indexes_before_the_entry(
+    redis_cluster_url: str, make_entry: MakeEntry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a cluster the indexes live in other slots than the entry: they are written first, so an index write that
+    fails leaves no entry behind that a purge could not find."""
+    store = RedisStorage.from_url(redis_cluster_url, read_timeout=2.0, write_timeout=2.0)
+    await store.start()
+    try:
+        assert await store.store("key-1", make_entry(tags=("t",)), 60) is PutResult.STORED
+        client = store.client
+        assert await client.zrange(layout.tag_index("t"), 0, -1) == [b"key-1"]
+        assert await client.zrange(layout.path_index(layout.path_shard("key-1")), 0, -1) == [b"/a\0key-1"]
+
+        async def refused(**_: object) -> None:
+            raise ConnectionError("the node holding an index is down")
+
+        monkeypatch.setattr(store, "_index", refused)
+        assert await store.store("key-2", make_entry("key-2", tags=("t",)), 60) is PutResult.UNAVAILABLE
+        assert await store.get("key-2") == []
     finally:
         await store.close()
 

@@ -33,6 +33,7 @@ from proxy.messages import Entry, Headers, ResponseHead
 from proxy.storage import redis_layout as layout
 from proxy.storage.memory import MemoryStorage
 from proxy.storage.redis import RedisStorage
+from proxy.storage.redis_client import connect
 from proxy.storage.urls import url_path
 
 SECTIONS = 1000
@@ -101,7 +102,8 @@ def row(store: str, purge: str, result: tuple[int, list[float]]) -> Row:
 
 
 async def measure_redis(url: str, count: int, repeat: int) -> tuple[list[Row], dict[str, Any]]:
-    store = RedisStorage.from_url(url, read_timeout=5.0, write_timeout=5.0, purge_budget=600.0)
+    client = connect(url, connect_timeout=5.0, socket_timeout=600.0)  # MEMORY USAGE of big sets takes seconds
+    store = RedisStorage(client, read_timeout=5.0, write_timeout=5.0, purge_budget=600.0)
     try:
         loaded = await load_redis(store, count)
         facts = await index_memory(store, count, loaded)

@@ -4,9 +4,11 @@ Theory of operation: one dict keyed by ``(key, variant)`` holds the slots (entry
 policy (``proxy.storage.eviction``: S3-FIFO by default, LRU, LFU, FIFO, SIEVE) tracks the same idents in its own
 order and names the victim; a hit tells it ``touch``. Three indexes sit beside the slots: key -> its variants (in
 the order they were stored, to drop the oldest when a key holds too many), tag -> its ``(key, variant)`` pairs, for
-purges by tag, and URL key -> the suffixed keys of its group (``storage.base.GROUP_SEP``), so that deleting a URL
-reaches every key shape. Every removal goes through ``_remove`` so the byte count, the policy and the indexes never
-drift. Every operation is O(1) but ``delete_prefix``.
+purges by tag, URL key -> the suffixed keys of its group (``storage.base.GROUP_SEP``), so that deleting a URL
+reaches every key shape, and every ``(URL path, key, variant)`` in order (``proxy.storage.ordered``), so that a purge
+by prefix walks only the entries it removes. Every removal goes through ``_remove`` so the byte count, the policy and
+the indexes never drift. Every operation is O(1) but ``put`` and ``delete_prefix``, which add O(log n) for the
+ordered paths.
 
 Each entry is charged ``Entry.size`` (body, headers and a fixed overhead). An entry larger than the
 whole budget is not stored, as in cachetools: storing is best-effort. Expired entries are dropped
@@ -31,18 +33,20 @@ from proxy.messages import Entry
 from proxy.storage.base import PutResult, StoreStats, url_key_of
 from proxy.storage.eviction import DEFAULT_POLICY, EvictionPolicy, make_policy
 from proxy.storage.marks import InvalidationMarks
+from proxy.storage.ordered import OrderedItems
 from proxy.storage.urls import url_path
 
 Ident = tuple[str, str]  # (primary key, Entry.variant)
 
 
 class _Slot:
-    __slots__ = ("entry", "expires", "size")
+    __slots__ = ("entry", "expires", "path", "size")
 
-    def __init__(self, entry: Entry, expires: float, size: int) -> None:
+    def __init__(self, entry: Entry, expires: float, size: int, path: str) -> None:
         self.entry = entry
         self.expires = expires
         self.size = size
+        self.path = path  # url_path(entry.url): what purge by prefix compares, computed once
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class MemoryStorage:
         self._variants: dict[str, dict[str, None]] = {}  # an insertion-ordered set per key
         self._tags: dict[str, set[Ident]] = {}
         self._groups: dict[str, set[str]] = {}  # URL key -> its suffixed keys that hold entries
+        self._paths = OrderedItems()  # (URL path, key, variant) of every slot, in order
         self._marks = InvalidationMarks()
         self._bytes = 0
         self._evictions = 0
@@ -122,7 +127,9 @@ class MemoryStorage:
         size = entry.size
         if size > self._budget or ttl <= 0:
             return
-        self._slots[ident] = _Slot(entry, self._clock.monotonic() + ttl, size)
+        path = url_path(entry.url)
+        self._slots[ident] = _Slot(entry, self._clock.monotonic() + ttl, size, path)
+        self._paths.add((path, key, entry.variant))
         self._policy.insert(ident, size)
         self._bytes += size
         variants = self._variants.setdefault(key, {})
@@ -157,8 +164,13 @@ class MemoryStorage:
         return self._remove_all(list(idents), mark=True)
 
     async def delete_prefix(self, prefix: str) -> int:
-        """Remove every entry whose URL path (plus query) starts with ``prefix``, whatever its host. O(n)."""
-        doomed = [ident for ident, slot in self._slots.items() if url_path(slot.entry.url).startswith(prefix)]
+        """Remove every entry whose URL path (plus query) starts with ``prefix``, whatever its host: a walk over the
+        ordered paths from ``prefix`` to the first path past it, O(log n + entries removed)."""
+        doomed: list[Ident] = []
+        for path, key, variant in self._paths.starting_at((prefix,)):
+            if not path.startswith(prefix):
+                break
+            doomed.append((key, variant))
         return self._remove_all(doomed, mark=True)
 
     async def stats(self) -> StoreStats:
@@ -182,6 +194,7 @@ class MemoryStorage:
         self._variants.clear()
         self._tags.clear()
         self._groups.clear()
+        self._paths.clear()
         self._marks.clear()
         self._bytes = 0
 
@@ -213,6 +226,7 @@ class MemoryStorage:
         self._policy.remove(ident)
         self._bytes -= slot.size
         key, variant = ident
+        self._paths.discard((slot.path, key, variant))
         variants = self._variants[key]
         del variants[variant]
         if not variants:

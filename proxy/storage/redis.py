@@ -1,14 +1,16 @@
 """The Redis store (one server or a Redis Cluster): entries shared by every worker and every host.
 
-The layout and the scripts are in ``redis_layout``. A lookup is one ``HGETALL``; a store is one script for the entry
-plus, when the entry has tags, one pipeline for the tag sets (sent concurrently; they live in other slots).
+The layout and the scripts are in ``redis_layout``. A lookup is one ``HGETALL``; a store is one script that writes
+the entry and its purge indexes (on a cluster, where the indexes live in other slots: the ``INDEX`` scripts first,
+then the entry's), plus, for a key with a header or cookie suffix, one pipeline for its URL group's set.
 
 Faults never fail a request: every call runs under ``breaker.Guard`` with a short timeout (``read_timeout`` for
 lookups, ``write_timeout`` for stores); a failure or a timeout is counted and logged once per interval, and a lookup
 becomes a miss, a store is skipped. The purges (``delete``, ``delete_tag``, ``delete_prefix``) are the exception:
 they raise ``StorageError`` when they fail, so the admin endpoint can say the purge did not happen instead of
-reporting 0 entries removed. ``delete_prefix`` walks the keyspace with ``SCAN`` (every primary on a cluster), never
-``KEYS``, and gives up with ``StorageError`` after ``purge_budget`` seconds.
+reporting 0 entries removed. ``delete_prefix`` and ``delete_tag`` read their candidates from the purge indexes
+(``ZRANGEBYLEX`` over the path shards, ``ZSCAN`` of the tag's index), so they cost what they remove, never a walk of
+the keyspace; both give up with ``StorageError`` after ``purge_budget`` seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.errors import StorageError
@@ -35,7 +38,9 @@ if TYPE_CHECKING:
 __all__ = ["Client", "RedisStorage", "connect"]  # Client and connect live in redis_client; kept importable here
 EXACT_STATS_LIMIT = 10_000  # above this many keys, ``stats().entries`` counts keys, not variants
 BYTES_SAMPLE = 1_000  # entry hashes measured to estimate ``stats().bytes`` above ``EXACT_STATS_LIMIT`` keys
-_PARALLEL = 32  # scripts in flight at once during a purge
+_CHUNK = 500  # scripts per pipeline during a purge (one server)
+_PARALLEL = 32  # scripts in flight at once during a purge on a cluster (its pipelines refuse EVALSHA)
+_PAGE = 1000  # index members read per shard and round trip during a purge
 
 
 class RedisStorage:
@@ -56,7 +61,8 @@ class RedisStorage:
         if max_variants < 1:
             raise ValueError(f"max_variants must be at least 1, got {max_variants}")
         self.client = client
-        self.name = "redis-cluster" if isinstance(client, RedisCluster) else "redis"
+        self._cluster = isinstance(client, RedisCluster)
+        self.name = "redis-cluster" if self._cluster else "redis"
         self.guard = Guard(self.name, clock, breaker)
         self._clock = clock
         self._read_timeout = read_timeout
@@ -68,6 +74,7 @@ class RedisStorage:
         self._delete = client.register_script(layout.DELETE)
         self._delete_tag = client.register_script(layout.DELETE_TAG)
         self._delete_prefix = client.register_script(layout.DELETE_PREFIX)
+        self._index = client.register_script(layout.INDEX)
         self._lease: RedisLease | None = None
 
     @classmethod
@@ -125,8 +132,19 @@ class RedisStorage:
         """``put``, saying whether Redis took the entry: not when it failed, timed out or the breaker is open
         (``UNAVAILABLE``), nor when the key was invalidated at or after ``since`` (``INVALIDATED``, decided in the
         put script against the hash's ``~i``; see ``redis_layout``)."""
+        args = self.put_arguments(key, entry, ttl, since=since)
+        seconds = int(ttl + self._keep) + 2
+        tags = entry.tags
+        written = await self.guard.attempt("put", lambda: self._write(key, args, tags, seconds), self.write_timeout)
+        if written is None:
+            return PutResult.UNAVAILABLE
+        return PutResult.INVALIDATED if written[0] < 0 else PutResult.STORED
+
+    def put_arguments(self, key: str, entry: Entry, ttl: float, *, since: float | None = None) -> list[Any]:
+        """The put script's ARGV for ``store`` (its KEYS: ``layout.put_keys``), also for loading many entries at
+        once in one pipeline (``load_tests/purge_scale.py``)."""
         now_ms = self._now_ms()
-        args = [
+        return [
             now_ms,
             layout.variant_id(entry.variant),
             encode_entry(entry),
@@ -135,13 +153,8 @@ class RedisStorage:
             layout.text(layout.TAG_SEP.join(entry.tags)),
             self._max_variants,
             "" if since is None else int(since * 1000),
+            layout.text(key),
         ]
-        seconds = int(ttl + self._keep) + 2
-        tags = entry.tags
-        written = await self.guard.attempt("put", lambda: self._write(key, args, tags, seconds), self.write_timeout)
-        if written is None:
-            return PutResult.UNAVAILABLE
-        return PutResult.INVALIDATED if written[0] < 0 else PutResult.STORED
 
     async def delete(self, key: str) -> int:
         """Remove every variant of ``key`` (and of its group, for a URL key); ``StorageError`` when Redis fails."""
@@ -152,11 +165,12 @@ class RedisStorage:
         return await self._purge("delete", lambda: self._delete_group(key), self.write_timeout)
 
     async def delete_tag(self, tag: str) -> int:
-        """Remove every entry carrying ``tag``, found through the tag's set; raises ``StorageError`` on failure."""
+        """Remove every entry carrying ``tag``, found through the tag's index; raises ``StorageError`` on failure."""
         return await self._purge("delete_tag", lambda: self._purge_tag(tag), self._purge_budget)
 
     async def delete_prefix(self, prefix: str) -> int:
-        """Remove every entry whose URL path+query starts with ``prefix`` (``SCAN``); ``StorageError`` on failure."""
+        """Remove every entry whose URL path+query starts with ``prefix``, found through the path index;
+        ``StorageError`` on failure."""
         return await self._purge("delete_prefix", lambda: self._purge_prefix(prefix), self._purge_budget)
 
     async def stats(self) -> StoreStats:
@@ -195,25 +209,36 @@ class RedisStorage:
         return bool(await self.client.ping())
 
     async def _write(self, key: str, args: list[Any], tags: tuple[str, ...], seconds: int) -> int:
-        """The put script's answer (variants kept, or -1: refused as invalidated) once the tag sets are written."""
+        """The put script's answer (variants kept, or -1: refused as invalidated) once the group set is written."""
         group = url_key_of(key)
-        if group is not None and args[-1] != "":
+        since = args[7]
+        if group is not None and since != "":
             # The URL key's ``~i`` lives in another slot: read it first, and the script refuses on it too (a
             # narrow window remains between this read and the script; the URL key's own puts have none).
             mark = await self.client.hget(layout.entry_key(group), layout.INVALIDATED_FIELD)
-            if mark is not None and int(args[-1]) <= int(mark):
+            if mark is not None and int(since) <= int(mark):
                 return -1
-        writes: list[Awaitable[Any]] = [self._put(keys=[layout.entry_key(key)], args=args)]
-        sets = [layout.tag_key(tag) for tag in tags] + ([layout.group_key(group)] if group is not None else [])
-        if sets:
+        keys = layout.put_keys(key, tags)
+        if self._cluster:
+            await self._write_indexes(keys[1:], args)  # before the entry: an entry is never live unindexed
+            keys = keys[:1]
+        writes: list[Awaitable[Any]] = [self._put(keys=keys, args=args)]
+        if group is not None:
             pipe = self.client.pipeline(transaction=False)
-            for name in sets:
-                pipe.sadd(name, key)
-                pipe.expire(name, seconds, nx=True)
-                pipe.expire(name, seconds, gt=True)
+            name = layout.group_key(group)
+            pipe.sadd(name, key)
+            pipe.expire(name, seconds, nx=True)
+            pipe.expire(name, seconds, gt=True)
             writes.append(pipe.execute())
         results = await asyncio.gather(*writes)
         return int(results[0])
+
+    async def _write_indexes(self, indexes: list[str], args: list[Any]) -> None:
+        """On a cluster: the ``INDEX`` script on the path shard and on each tag index (``PUT``'s own keys and ARGV)."""
+        now_ms, expires, path, key = args[0], args[3], args[4], args[8]
+        calls = [self._index(keys=indexes[:2], args=[now_ms, layout.path_member(path, key), expires])]
+        calls += [self._index(keys=[name], args=[now_ms, key, expires]) for name in indexes[2:]]
+        await asyncio.gather(*calls)
 
     async def _delete_group(self, key: str) -> int:
         """The URL key itself and every key its group set lists (RFC 9111 §4.4 reaches every key shape)."""
@@ -229,12 +254,38 @@ class RedisStorage:
         return int(await script(keys=[name], args=[self._now_ms(), *extra]))
 
     async def _run_each(self, script: Any, names: Iterable[str | bytes], *extra: Any) -> int:
+        """``script`` on every key of ``names``, ``_CHUNK`` to a pipeline on one server, ``_PARALLEL`` at a time on
+        a cluster; the sum of the answers."""
         pending = list(names)
         removed = 0
-        for i in range(0, len(pending), _PARALLEL):
-            chunk = pending[i : i + _PARALLEL]
-            removed += sum(await asyncio.gather(*(self._run(script, name, *extra) for name in chunk)))
+        if self._cluster:
+            for i in range(0, len(pending), _PARALLEL):
+                chunk = pending[i : i + _PARALLEL]
+                removed += sum(await asyncio.gather(*(self._run(script, name, *extra) for name in chunk)))
+            return removed
+        for i in range(0, len(pending), _CHUNK):
+            removed += await self._run_chunk(script, pending[i : i + _CHUNK], [self._now_ms(), *extra])
         return removed
+
+    async def _run_chunk(self, script: Any, names: list[str | bytes], args: list[Any]) -> int:
+        """One pipeline of ``EVALSHA``; the scripts the server did not know yet (``NOSCRIPT``: restarted, flushed)
+        run again once it has loaded them, the others are not repeated."""
+        replies: dict[int, Any] = {}
+        todo = list(range(len(names)))
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for at in todo:
+                pipe.evalsha(script.sha, 1, names[at], *args)
+            for at, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
+                replies[at] = reply
+            todo = [at for at in todo if isinstance(replies[at], NoScriptError)]
+            if not todo or attempt:
+                break
+            await self.client.script_load(script.script)
+        for reply in replies.values():
+            if isinstance(reply, Exception):
+                raise reply
+        return sum(int(reply) for reply in replies.values())
 
     async def _purge(self, op: str, make: Callable[[], Awaitable[int]], timeout: float) -> int:
         outcome = await self.guard.attempt(op, make, timeout)
@@ -244,39 +295,37 @@ class RedisStorage:
         return outcome[0]
 
     async def _purge_tag(self, tag: str) -> int:
-        name = layout.tag_key(tag)
-        members = cast(set[bytes], await self.client.smembers(name))
-        if not members:
-            return 0
-        keys = [layout.entry_key_bytes(member) for member in members]
-        removed = await self._run_each(self._delete_tag, keys, layout.text(tag))
-        await self.client.srem(name, *members)
-        return removed
-
-    async def _purge_prefix(self, prefix: str) -> int:
-        wanted = layout.text(prefix)
+        """The script on every key the tag's index lists (``ZSCAN``: pages, and safe while writers add members),
+        skipping members long expired; the script removes only live variants that still carry the tag."""
+        wanted = layout.text(tag)
+        floor = self._now_ms() - layout.INDEX_GRACE_MS
         removed = 0
         batch: list[bytes] = []
-        async for name in self.client.scan_iter(match=layout.SCAN_PATTERN, count=1000, _type="hash"):
-            batch.append(name)
-            if len(batch) >= 500:
-                removed += await self._purge_prefix_batch(batch, wanted)
+        async for member, expires in self.client.zscan_iter(layout.tag_index(tag), count=_PAGE):
+            if expires > floor:
+                batch.append(member)
+            if len(batch) >= _PAGE:
+                removed += await self._run_each(self._delete_tag, map(layout.entry_key_bytes, batch), wanted)
                 batch = []
-        if batch:
-            removed += await self._purge_prefix_batch(batch, wanted)
-        return removed
+        return removed + await self._run_each(self._delete_tag, map(layout.entry_key_bytes, batch), wanted)
 
-    async def _purge_prefix_batch(self, names: list[bytes], prefix: bytes) -> int:
-        """Filter one SCAN batch on the ``~p`` field (one pipeline), then run the script on the candidates."""
-        pipe = self.client.pipeline(transaction=False)
-        for name in names:
-            pipe.hget(name, "~p")
-        paths: list[bytes | None] = await pipe.execute()
-        candidates = [
-            name for name, joined in zip(names, paths, strict=True)
-            if joined is not None and any(p.startswith(prefix) for p in joined.split(layout.PATH_SEP.encode()))
-        ]  # fmt: skip
-        return await self._run_each(self._delete_prefix, candidates, prefix)
+    async def _purge_prefix(self, prefix: str) -> int:
+        """The script on every key the path index lists under ``prefix``: one ``ZRANGEBYLEX`` page per shard and
+        round trip (one pipeline), until every shard's range is read. The script removes only live variants whose
+        own path starts with the prefix, so a stale member counts nothing."""
+        wanted = layout.text(prefix)
+        low, high = layout.prefix_range(prefix)
+        starts = dict.fromkeys(range(layout.INDEX_SHARDS), low)
+        removed = 0
+        while starts:
+            pipe = self.client.pipeline(transaction=False)
+            for shard, start in starts.items():
+                pipe.zrangebylex(layout.path_index(shard), start, high, start=0, num=_PAGE)
+            pages: list[list[bytes]] = await pipe.execute()
+            keys = dict.fromkeys(layout.member_key(member) for page in pages for member in page)
+            removed += await self._run_each(self._delete_prefix, map(layout.entry_key_bytes, keys), wanted)
+            starts = {shard: b"(" + page[-1] for shard, page in zip(starts, pages, strict=True) if len(page) == _PAGE}
+        return removed
 
     async def _stats(self) -> StoreStats:
         keys = _total(await self.client.dbsize())

@@ -4,7 +4,7 @@ hygiene, eviction counts per queue."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -12,6 +12,7 @@ from proxy.clock import FakeClock
 from proxy.messages import Entry
 from proxy.storage.eviction import POLICIES
 from proxy.storage.memory import MemoryStorage, url_path
+from proxy.storage.ordered import Item
 
 MakeEntry = Callable[..., Entry]
 
@@ -203,6 +204,51 @@ async def test_close_empties_the_store(make_entry: MakeEntry) -> None:
     stats = await store.stats()
     assert (stats.entries, stats.bytes) == (0, 0)
     assert await store.delete_tag("t") == 0
+
+
+async def test_path_index_holds_exactly_the_stored_entries(make_entry: MakeEntry) -> None:
+    """House rule 11: the ordered paths never outlive an entry: evicted, expired, replaced, capped, deleted, purged."""
+    clock = FakeClock()
+    store = MemoryStorage(keyed(make_entry, "0").size * 20, clock=clock, max_variants=2)
+
+    def indexed() -> set[tuple[str, str]]:
+        return {(key, variant) for _, key, variant in store._paths.starting_at(("",))}
+
+    for i in range(60):  # past the budget: evictions
+        await store.put(f"k{i}", make_entry(f"k{i}", f"http://o.test/p/{i}", tags=("t",)), 5 if i % 2 else 60)
+    assert indexed() == set(store._slots) and len(store._slots) == 20
+    clock.advance(10)
+    for i in range(40, 60):  # expired entries are dropped when met
+        await store.get(f"k{i}")
+    await store.put("k50", make_entry("k50", "http://o.test/moved/50"), 60)  # replaced under another path
+    for accept in "abc":  # the variant cap drops the oldest
+        await store.put("v", make_entry("v", f"http://o.test/v/{accept}", vary=(("accept", accept),)), 60)
+    assert indexed() == set(store._slots)
+    live = {key for key, _ in store._slots if key != "v" and store._slots[(key, "")].path.startswith("/p/")}
+    assert 0 < len(live) < 20
+    assert await store.delete_prefix("/p/") == len(live)
+    assert await store.delete_prefix("/moved/") == 1
+    assert await store.delete("v") == 2
+    assert indexed() == set(store._slots) == set()
+
+
+async def test_purge_by_prefix_visits_only_what_it_removes(make_entry: MakeEntry) -> None:
+    store = MemoryStorage(clock=FakeClock())
+    for i in range(5000):
+        await store.put(f"k{i}", make_entry(f"k{i}", f"http://o.test/{'hot' if i % 500 == 0 else 'cold'}/{i}"), 60)
+    visited = 0
+    walk = store._paths.starting_at
+
+    def counting(first: tuple[str, ...]) -> Iterator[Item]:
+        nonlocal visited
+        for item in walk(first):
+            visited += 1
+            yield item
+
+    store._paths.starting_at = counting  # type: ignore[method-assign]
+    assert await store.delete_prefix("/hot/") == 10
+    assert visited <= 11  # the ten matches, and the first path past them if there is one
+    assert (await store.stats()).entries == 4990
 
 
 @pytest.mark.parametrize(

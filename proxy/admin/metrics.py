@@ -13,9 +13,10 @@ read the same way. Store errors are per-worker counts, so they are turned into a
 route names, status classes, store names and purge kinds, never URLs.
 
 ``cacheproxy_asyncio_tasks`` is the one gauge of our own: each worker sets it to the task count of its event loop
-when it is scraped and every second (``sample_tasks``), and multiprocess mode sums the live workers (``livesum``).
-A worker that died without saying so (SIGKILL, a crash) leaves its value file behind; a scrape removes the files
-of workers that no longer run, so their last count is not summed in forever.
+when it is scraped and every second (``sample_tasks``); multiprocess mode shows one series per live worker (``liveall``,
+label ``pid``), so a worker whose tasks pile up stands out (``sum()`` gives the whole). A worker that died without
+saying so (SIGKILL, a crash) leaves its value file behind; a scrape removes the files of workers that no longer run,
+so their last count does not stay on show forever.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ FAMILIES = (
     "cacheproxy_redis_used_memory_bytes",
     "cacheproxy_asyncio_tasks",
 )
-# The value files of a live-mode gauge name the worker's PID: ``gauge_livesum_<pid>.db``.
+# The value files of a live-mode gauge name the worker's PID: ``gauge_liveall_<pid>.db``.
 LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
 
 
@@ -210,9 +211,10 @@ class Metrics:
         )
         self.asyncio_tasks = Gauge(
             "cacheproxy_asyncio_tasks",
-            "asyncio tasks alive in the event loop (the live workers' sum), sampled at each scrape and every second.",
+            "asyncio tasks alive in the event loop (with workers, one series per live worker), sampled at each scrape "
+            "and every second.",
             registry=reg,
-            multiprocess_mode="livesum",
+            multiprocess_mode="liveall",
         )
         self.stores = StoreCollector()
         reg.register(self.stores)

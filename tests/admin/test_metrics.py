@@ -324,8 +324,9 @@ TASKS_WORKER = textwrap.dedent(
 )
 
 
-def test_metrics_task_counts_of_dead_workers_are_not_summed(tmp_path: Path) -> None:
-    """``livesum`` sums the workers' value files; one killed without cleaning up leaves its file: a scrape drops it."""
+def test_metrics_task_counts_of_dead_workers_drop_out(tmp_path: Path) -> None:
+    """``liveall``: one series per worker, from its value file; a worker killed without cleaning up leaves its file,
+    and a scrape drops it."""
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
 
     def run(*args: str) -> str:
@@ -334,7 +335,11 @@ def test_metrics_task_counts_of_dead_workers_are_not_summed(tmp_path: Path) -> N
         return done.stdout.decode()
 
     dead = run("6", "exit")  # set 7 (main and six sleepers), then gone without a word
-    assert (tmp_path / f"gauge_livesum_{dead}.db").exists()
+    assert (tmp_path / f"gauge_liveall_{dead}.db").exists()
     _, samples = parse(run("2", "render"))
-    assert value(samples, "cacheproxy_asyncio_tasks") == 3  # the live worker's own, not 3 + 7
-    assert not (tmp_path / f"gauge_livesum_{dead}.db").exists()
+    series = {
+        dict(labels)["pid"]: count for (name, labels), count in samples.items() if name == "cacheproxy_asyncio_tasks"
+    }
+    assert list(series.values()) == [3]  # the live worker's own (main and two sleepers); the dead one's 7 is gone
+    assert dead not in series
+    assert not (tmp_path / f"gauge_liveall_{dead}.db").exists()

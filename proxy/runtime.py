@@ -17,6 +17,7 @@ from typing import Protocol
 from proxy.cache.service import CacheService
 from proxy.clock import Clock
 from proxy.config import Settings
+from proxy.heap import set_mmap_threshold
 from proxy.origin import Origin
 from proxy.rules.reload import RulesHolder
 from proxy.storage.abilities import Abilities, abilities_of
@@ -124,7 +125,8 @@ class Runtime:
         self.abilities[name] = abilities_of(store)
 
     async def start(self) -> None:
-        """The lifespan's start: connect, prepare the stores, watch the rules, flush the metrics."""
+        """The lifespan's start: set the allocator, connect, prepare the stores, watch the rules, flush the metrics."""
+        set_mmap_threshold(self.settings.mmap_threshold)  # in each worker: it is a setting of the process (proxy.heap)
         await self.origin.start()
         for ability in self.abilities.values():
             if ability.startable is not None:

@@ -5,8 +5,8 @@ wrote 185 "background refresh failed" lines). ``RateLimitedLog`` writes the firs
 at once and opens a window of ``interval`` seconds for it; occurrences inside the window are counted, not written.
 The first occurrence after the window carries the count on its own line (``... (12 more since 18:06:54)``) and opens
 the next window. A window that ends with a count and no later occurrence is reported by a summary line (the last
-message, ``(the last of 12 since 18:06:54)``) by the next call of any key after it ended, when the table is full and
-it is the oldest, or on ``flush``; a count is never dropped silently.
+message, ``(the last of 12 since 18:06:54)``) by ``flush_due`` (which an owner calls regularly) or the next call of
+any key after it ended, when the table is full and it is the oldest, or on ``flush``; a count is never dropped.
 
 Memory: at most ``max_keys`` windows, each holding a few numbers and the text of the last message it counted, kept in
 the order they opened, so the windows that are over are always at the front (a call looks at the front only). Time is
@@ -86,6 +86,11 @@ class RateLimitedLog:
         else:
             self.logger.log(self.level, msg, *args)
         return True
+
+    def flush_due(self) -> None:
+        """Write the summary lines of the windows that are over (call it regularly: a count then shows within about
+        an interval of the failures' end, not at the next failure, which may be hours later)."""
+        self._close_over(self._clock.monotonic())
 
     def flush(self) -> None:
         """Write the summary line of every window that counted occurrences, and forget every window."""

@@ -162,3 +162,18 @@ def test_bad_settings_are_refused(clock: FakeClock) -> None:
         limiter(clock, interval=0)
     with pytest.raises(ValueError, match="max_keys"):
         limiter(clock, max_keys=0)
+
+
+def test_flush_due_writes_the_counts_of_windows_that_are_over_only(clock: FakeClock, lines: list[str]) -> None:
+    log = limiter(clock, interval=10)
+    log.log("old", "r", "old")
+    log.log("old", "r", "old again")
+    clock.advance(6)
+    log.log("young", "r", "young")
+    log.log("young", "r", "young again")
+    log.flush_due()
+    assert lines == ["old", "young"]
+    clock.advance(4)  # "old" is over: its count is written without waiting for another failure
+    log.flush_due()
+    assert lines == ["old", "young", f"old again (the last of 1 since {since(clock, 10)})"]
+    assert len(log) == 1

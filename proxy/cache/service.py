@@ -337,6 +337,12 @@ class CacheService:
         for key in [key for key in self._lookups if covered.may_cover(key, None)]:
             del self._lookups[key]
 
+    async def report_failures(self, every: float = 1.0) -> None:
+        """Write the counts of rate-limited failure lines once their window is over (a task of the lifespan)."""
+        while True:
+            await asyncio.sleep(every)
+            self.failures_log.flush_due()
+
     async def close(self) -> None:
         """Cancel background refreshes and detached fetches still running at shutdown."""
         for task in list(self.tasks):

@@ -378,8 +378,8 @@ async def _tasks(http: httpx.AsyncClient) -> dict[str, float]:
     with contextlib.suppress(httpx.HTTPError):
         text = (await http.get("/_cacheproxy/metrics")).text
         values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith("cacheproxy_asyncio_tasks")]
-        if values:
-            return {"tasks": sum(values), "reporting": len(values)}
+        if values:  # a worker's series reads 0 until it has counted its tasks once
+            return {"tasks": sum(values), "reporting": sum(value > 0 for value in values)}
     return {}
 
 

@@ -194,6 +194,7 @@ class AdminObserver:
         workers' scrapes see them), and run the access log's writer beside it; both flush a last time when the
         lifespan ends."""
         writer = asyncio.create_task(self.access_log.run()) if self.access_log is not None else None
+        self.metrics.sample_tasks()  # at once: the other workers' scrapes would show this one at 0 tasks for a second
         try:
             while True:
                 await asyncio.sleep(seconds)

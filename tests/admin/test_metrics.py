@@ -343,3 +343,16 @@ def test_metrics_task_counts_of_dead_workers_drop_out(tmp_path: Path) -> None:
     assert list(series.values()) == [3]  # the live worker's own (main and two sleepers); the dead one's 7 is gone
     assert dead not in series
     assert not (tmp_path / f"gauge_liveall_{dead}.db").exists()
+
+
+async def test_metrics_a_worker_counts_its_tasks_as_soon_as_it_starts() -> None:
+    """With workers, a scrape reads the others' last count: one that had not counted yet would show 0 for a second."""
+    observer = AdminObserver(FakeClock(), access=False)
+    assert observer.metrics.registry.get_sample_value("cacheproxy_asyncio_tasks") == 0
+    running = asyncio.create_task(observer.flush_every(3600))
+    await asyncio.sleep(0)
+    try:
+        assert observer.metrics.registry.get_sample_value("cacheproxy_asyncio_tasks") == len(asyncio.all_tasks())
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)

@@ -18,8 +18,9 @@ The checker holds every response against the origin's record (``Versions``):
 - ``private-leak`` / ``vary-leak``: a body made for another client, or for another variant;
 - ``unexpected-error``: a 5xx or a transport error outside a fault window (and not on the ``/fail/`` route).
 
-Process figures (RSS and open descriptors of the proxy's process tree, and asyncio tasks where the metrics expose
-them) are sampled through the run and again after ``--idle`` seconds without traffic. Exit status 1 on any violation.
+Process figures (RSS and open descriptors of the proxy's process tree, and its asyncio tasks from
+``cacheproxy_asyncio_tasks``) are sampled through the run and again after ``--idle`` seconds without traffic; more than
+``TASK_SLACK`` tasks per worker above the start is a ``task-leak``. Exit status 1 on any violation.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import httpx
@@ -51,6 +52,7 @@ BODY = re.compile(
 )
 KINDS = ("v", "v", "v", "v", "swr", "swr", "vary", "private", "slow", "fail")
 SLACK = 1.5  # whole-second Age and scheduling: a version may be served this much past its window
+TASK_SLACK = 3  # per worker: asyncio tasks that come and go at idle (the scrape's own request, a timer's callback)
 
 
 def allowance(kind: str, origin_down: bool) -> float:
@@ -371,13 +373,35 @@ async def sampler(proxy: ProxyProcess, report: Report, deadline: float) -> None:
 
 
 async def _tasks(http: httpx.AsyncClient) -> dict[str, float]:
-    """The proxy's asyncio task count, from its metrics when it exposes ``cacheproxy_asyncio_tasks``."""
+    """The proxy's asyncio task count, from its metrics when it exposes ``cacheproxy_asyncio_tasks`` (one series per
+    worker with several: summed), and how many workers it came from."""
     with contextlib.suppress(httpx.HTTPError):
         text = (await http.get("/_cacheproxy/metrics")).text
         values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith("cacheproxy_asyncio_tasks")]
-        if values:
-            return {"tasks": sum(values)}
+        if values:  # a worker's series reads 0 until it has counted its tasks once
+            return {"tasks": sum(values), "reporting": sum(value > 0 for value in values)}
     return {}
+
+
+async def _baseline(proxy: ProxyProcess, workers: int, timeout: float = 15.0) -> dict[str, float]:
+    """The first sample, once every worker has reported its task count (a worker reports a second after it starts)."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=5) as http:
+        while True:
+            tasks = await _tasks(http)
+            if tasks.get("reporting", workers) >= workers or time.monotonic() > deadline:
+                return {**proxy.sample(), **tasks}
+            await asyncio.sleep(0.2)
+
+
+def check_idle(report: Report) -> None:
+    """After ``--idle`` seconds without traffic the proxy's asyncio tasks are back near where they started: a task
+    that outlives its request (a fetch, a refresh, a connection's reader) would show as a count that only grows."""
+    start, idle = report.samples[0].get("tasks"), report.idle.get("tasks")
+    if start is None or idle is None:
+        return
+    if idle > start + TASK_SLACK * report.workers:
+        report.violate("task-leak", f"{idle:.0f} asyncio tasks after the idle time, {start:.0f} at the start")
 
 
 async def run_soak(config: argparse.Namespace) -> Report:
@@ -393,10 +417,9 @@ async def run_soak(config: argparse.Namespace) -> Report:
         store = redis.url if redis is not None else "memory"
         proxy = await asyncio.to_thread(ProxyProcess, origin.url, store, config.workers, directory)
         try:
+            report.samples.append(await _baseline(proxy, config.workers))
             started = time.monotonic()
             deadline = started + config.duration
-            async with httpx.AsyncClient(base_url=proxy.url, timeout=5) as http:
-                report.samples.append({**proxy.sample(), **await _tasks(http)})
             jobs = [client_loop(n, proxy.url, checker, deadline, config.keys, random.Random(rng.random()))
                     for n in range(config.concurrency)]  # fmt: skip
             jobs += [purge_loop(proxy.url, deadline, config.keys, rng), sampler(proxy, report, deadline)]
@@ -406,6 +429,7 @@ async def run_soak(config: argparse.Namespace) -> Report:
             await asyncio.sleep(config.idle)
             async with httpx.AsyncClient(base_url=proxy.url, timeout=5) as http:
                 report.idle = {**proxy.sample(), **await _tasks(http)}
+            check_idle(report)
             report.origin_requests = versions.requests
         finally:
             await asyncio.to_thread(proxy.stop)
@@ -433,6 +457,12 @@ def print_report(report: Report) -> None:
         print("  " + example)
 
 
+def report_json(report: Report) -> str:
+    """The report as JSON. Not ``dataclasses.asdict``: it rebuilds a ``Counter`` from (key, count) pairs, which
+    counts the pairs themselves (``{("200", 5): 1}``), and JSON refuses tuple keys."""
+    return json.dumps({f.name: getattr(report, f.name) for f in fields(report)}, indent=2, default=str)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
@@ -450,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     report = asyncio.run(run_soak(config))
     print_report(report)
     if config.json:
-        config.json.write_text(json.dumps(asdict(report), indent=2, default=str))
+        config.json.write_text(report_json(report))
     return 1 if report.violations else 0
 
 

@@ -122,6 +122,13 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     size = value_of(parse_size)
     p.add_argument("--memory-budget", type=size, default=_env("memory_budget", "256MiB"), help="memory store size")
     p.add_argument(
+        "--mmap-threshold",
+        type=size,
+        default=_env("mmap_threshold", "128KiB"),
+        help="glibc: allocations this large or larger get their own mapping, returned to the system when freed "
+        "(bodies evicted from the cache leave no resident holes); 0 keeps glibc's moving threshold",
+    )
+    p.add_argument(
         "--l1-budget",
         type=size,
         default=_env("l1_budget", "0"),
@@ -222,6 +229,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         port=args.port,
         store=args.store,
         memory_budget=args.memory_budget,
+        mmap_threshold=args.mmap_threshold,
         l1_budget=args.l1_budget,
         workers=args.workers,
         preserve_host=args.preserve_host,

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from proxy.errors import ConfigError
+from proxy.heap import MAX_MMAP_THRESHOLD
 from proxy.rules.model import parse_duration as rules_duration
 from proxy.rules.model import parse_size as rules_size
 from proxy.storage.eviction import DEFAULT_POLICY, check_policy
@@ -116,6 +117,7 @@ class Settings:
     store: str = "memory"
     memory_budget: int = 256 * 1024 * 1024
     l1_budget: int = 0
+    mmap_threshold: int = 128 * 1024  # glibc's mmap threshold, fixed (proxy.heap); 0 leaves it to glibc
     workers: int = 1
     preserve_host: bool = False
     connect_timeout: float = 5.0
@@ -151,6 +153,8 @@ class Settings:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive number of seconds")
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1")
+        if not 0 <= self.mmap_threshold <= MAX_MMAP_THRESHOLD:
+            raise ConfigError("--mmap-threshold must be 0 (glibc's own) to 32MiB")
         if self.workers > 1 and self.store == "memory":
             raise ConfigError(
                 "--workers > 1 needs a shared store (--store redis://…): with the per-process memory store each "
@@ -245,7 +249,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
 
 def _convert(name: str, type_name: str, raw: str) -> object:
     """One ``CACHEPROXY_*`` value; a bad one is a ``ConfigError`` naming the variable and the expected form."""
-    if name in ("memory_budget", "l1_budget", "max_url_bytes", "max_header_bytes"):
+    if name in ("memory_budget", "l1_budget", "mmap_threshold", "max_url_bytes", "max_header_bytes"):
         return parse_size(raw)
     parse = _PARSERS.get(name)
     if parse is None:

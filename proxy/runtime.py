@@ -17,6 +17,7 @@ from typing import Protocol
 from proxy.cache.service import CacheService
 from proxy.clock import Clock
 from proxy.config import Settings
+from proxy.heap import set_mmap_threshold
 from proxy.origin import Origin
 from proxy.rules.reload import RulesHolder
 from proxy.storage.abilities import Abilities, abilities_of
@@ -124,12 +125,15 @@ class Runtime:
         self.abilities[name] = abilities_of(store)
 
     async def start(self) -> None:
-        """The lifespan's start: connect, prepare the stores, watch the rules, flush the metrics."""
+        """The lifespan's start: set the allocator, connect, prepare the stores, watch the rules, report the counts of
+        rate-limited failure lines, flush the metrics."""
+        set_mmap_threshold(self.settings.mmap_threshold)  # in each worker: it is a setting of the process (proxy.heap)
         await self.origin.start()
         for ability in self.abilities.values():
             if ability.startable is not None:
                 await ability.startable.start()
         self.tasks.append(asyncio.create_task(self.rules.watch()))
+        self.tasks.append(asyncio.create_task(self.service.report_failures()))
         if self.observer is not None:
             self.tasks.append(asyncio.create_task(self.observer.flush_every(1.0)))
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

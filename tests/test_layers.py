@@ -25,6 +25,8 @@ PARTS: dict[str, str] = {
     "proxy.clock": "base",
     "proxy.errors": "base",
     "proxy.logs": "base",
+    "proxy.heap": "base",  # the C library's allocator settings (glibc's mmap threshold)
+    "proxy.ratelog": "base",  # rate-limited log lines, for failures that repeat during an outage
     "proxy.messages": "messages",
     "proxy.rfc": "rfc",
     "proxy.rules": "rules",

@@ -6,6 +6,7 @@ benchmarks themselves, on a machine chosen by whoever runs them.
 from __future__ import annotations
 
 import importlib
+import json
 
 import pytest
 
@@ -127,3 +128,40 @@ def test_peers_tree_cpu_counts_this_process_and_nothing_for_a_missing_one() -> N
     assert tree_cpu(os.getpid()) > 0
     assert tree_cpu(2**22 + 12345) == 0.0  # no such PID
     assert all("(" in line for line in missing_tools(varnish=True, granian=True))
+
+
+@pytest.mark.parametrize(
+    ("workers", "start", "idle", "leak"),
+    [(1, 6, 6, False), (1, 6, 9, False), (1, 6, 10, True), (2, 12, 18, False), (2, 12, 19, True)],
+)
+def test_soak_counts_tasks_that_outlive_the_traffic_as_a_leak(workers: int, start: int, idle: int, leak: bool) -> None:
+    from load_tests.soak import Report, check_idle
+
+    report = Report(60.0, "memory", workers)
+    report.samples.append({"rss_mib": 50.0, "fds": 14, "tasks": start})
+    report.idle = {"rss_mib": 50.0, "fds": 14, "tasks": idle}
+    check_idle(report)
+    assert bool(report.violations["task-leak"]) is leak
+
+
+def test_soak_without_a_task_count_checks_nothing() -> None:
+    from load_tests.soak import Report, check_idle
+
+    report = Report(60.0, "memory", 1)
+    report.samples.append({"rss_mib": 50.0, "fds": 14})
+    report.idle = {"rss_mib": 50.0, "fds": 14}
+    check_idle(report)
+    assert not report.violations
+
+
+def test_soak_report_as_json_keeps_its_counts() -> None:
+    from load_tests.soak import Report, report_json
+
+    report = Report(60.0, "memory", 1)
+    report.statuses["200"] += 5
+    report.violate("too-old", "/v/1 v1 superseded 9.00s before the GET")
+    report.samples.append({"rss_mib": 50.0, "tasks": 6.0})
+    out = json.loads(report_json(report))
+    assert out["statuses"] == {"200": 5}
+    assert out["violations"] == {"too-old": 1}
+    assert out["samples"] == [{"rss_mib": 50.0, "tasks": 6.0}]

@@ -11,19 +11,28 @@ so summing workers would be wrong; the memory policy's evictions per queue and g
 read the same way. Store errors are per-worker counts, so they are turned into a real counter
 (incremented by the difference since the last scrape) that multiprocess mode sums. Labels are bounded: outcomes,
 route names, status classes, store names and purge kinds, never URLs.
+
+``cacheproxy_asyncio_tasks`` is the one gauge of our own: each worker sets it to the task count of its event loop
+when it is scraped and every second (``sample_tasks``); multiprocess mode shows one series per live worker (``liveall``,
+label ``pid``), so a worker whose tasks pile up stands out (``sum()`` gives the whole). A worker that died without
+saying so (SIGKILL, a crash) leaves its value file behind; a scrape removes the files of workers that no longer run,
+so their last count does not stay on show forever.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from proxy.storage.abilities import Abilities, ErrorCounting
@@ -54,7 +63,10 @@ FAMILIES = (
     "cacheproxy_ghost_hits_total",
     "cacheproxy_upstream_pool_exhausted_total",
     "cacheproxy_redis_used_memory_bytes",
+    "cacheproxy_asyncio_tasks",
 )
+# The value files of a live-mode gauge name the worker's PID: ``gauge_liveall_<pid>.db``.
+LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
 
 
 def prepare_multiprocess() -> Path:
@@ -78,6 +90,23 @@ def prepare_multiprocess() -> Path:
 def remove_multiprocess_dir(path: Path) -> None:
     """Remove a directory ``prepare_multiprocess`` created (after the workers exited)."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+def forget_dead_workers(path: Path) -> None:
+    """Remove the live-mode gauge files of workers that no longer run (``mark_process_dead``, which nobody calls for
+    a worker that was killed). The workers are our siblings on this host, so their PIDs can be asked about."""
+    for file in path.glob("gauge_live*.db"):
+        found = LIVE_GAUGE_FILE.fullmatch(file.name)
+        if found is None:
+            continue
+        pid = int(found[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):  # another worker's scrape may remove it first
+                mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
+        except PermissionError:  # the PID is another user's process now: left alone (not ours to judge)
+            pass
 
 
 def status_class(status: int | str | None) -> str:
@@ -180,6 +209,13 @@ class Metrics:
             "Requests shed because no upstream connection came free within the pool wait (answered stale or 503).",
             registry=reg,
         )
+        self.asyncio_tasks = Gauge(
+            "cacheproxy_asyncio_tasks",
+            "asyncio tasks alive in the event loop (with workers, one series per live worker), sampled at each scrape "
+            "and every second.",
+            registry=reg,
+            multiprocess_mode="liveall",
+        )
         self.stores = StoreCollector()
         reg.register(self.stores)
         self._seen_errors: dict[tuple[str, str], int] = {}
@@ -222,13 +258,23 @@ class Metrics:
             if count:
                 bucket.inc(count)
 
+    def sample_tasks(self) -> None:
+        """Set ``cacheproxy_asyncio_tasks`` from the running event loop (nothing outside one)."""
+        try:
+            count = len(asyncio.all_tasks())
+        except RuntimeError:  # no running loop: a render from a thread, or from a test without a loop
+            return
+        self.asyncio_tasks.set(count)
+
     def render(self) -> bytes:
         """The exposition text: this worker's registry, or every worker's files in multiprocess mode."""
         if self.before_render is not None:
             self.before_render()
+        self.sample_tasks()
         path = os.environ.get(MULTIPROC_ENV)
         if not path:
             return generate_latest(self.registry)
+        forget_dead_workers(Path(path))
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
         registry.register(self.stores)

@@ -190,13 +190,16 @@ class AdminObserver:
         return self.traffic.snapshot(self.clock.now())
 
     async def flush_every(self, seconds: float) -> None:
-        """Hand the tallies to prometheus-client regularly (multiprocess mode: other workers' scrapes see them),
-        and run the access log's writer beside it; both flush a last time when the lifespan ends."""
+        """Hand the tallies and the loop's task count to prometheus-client regularly (multiprocess mode: other
+        workers' scrapes see them), and run the access log's writer beside it; both flush a last time when the
+        lifespan ends."""
         writer = asyncio.create_task(self.access_log.run()) if self.access_log is not None else None
+        self.metrics.sample_tasks()  # at once: the other workers' scrapes would show this one at 0 tasks for a second
         try:
             while True:
                 await asyncio.sleep(seconds)
                 self.tally.flush()
+                self.metrics.sample_tasks()
         finally:
             self.tally.flush()
             if writer is not None:

@@ -35,6 +35,7 @@ from proxy.clock import Clock
 from proxy.errors import StorageError, UpstreamError
 from proxy.messages import CACHEABLE_METHODS, Entry, RequestHead, as_forwarded
 from proxy.origin import Origin
+from proxy.ratelog import RateLimitedLog
 from proxy.rfc.decisions import Decision, Forward, Fwd, Reason, Revalidate, Serve, Unsatisfiable
 from proxy.rfc.invalidation import invalidated_urls
 from proxy.rfc.reuse import decide
@@ -86,6 +87,9 @@ class CacheService:
         # up once per store object (a store swapped in later, ``Runtime.set_store``, is looked up when first used).
         self._confirming: dict[int, tuple[Storage, ConfirmingPut | None]] = {}
         self.tasks: set[asyncio.Task[Fetched]] = set()
+        # Failures that repeat on every request during an outage: one line per route (or store) and kind of failure
+        # per 10 s, with a count (an outage hits every URL at once, so a URL would not fold them).
+        self.failures_log = RateLimitedLog(log, clock)
         self.invalidations = Invalidations()
         self.fetcher = Fetcher(
             origin=origin, clock=clock, coalescer=self.coalescer, lease=lease, invalidations=self.invalidations
@@ -249,7 +253,12 @@ class CacheService:
             try:
                 fetched = await asyncio.wait_for(self.fetcher.fetch(job, decision, flight), REFRESH_LIMIT)
             except (UpstreamError, TimeoutError) as error:
-                log.warning("background refresh of %s failed: %s", job.request.url, error)
+                if isinstance(error, UpstreamError):
+                    reason, detail = error.detail, str(error)
+                else:
+                    reason, detail = "refresh-limit", f"no answer within {REFRESH_LIMIT:g} s"
+                message = "background refresh of %s failed: %s"
+                self.failures_log.log(f"refresh/{job.route.name}", reason, message, job.request.url, detail)
                 raise
             await fetched.close()
             return fetched
@@ -306,7 +315,8 @@ class CacheService:
             except StorageError as error:
                 if strict:
                     raise
-                log.warning("invalidation of %s failed: %s", url, error)
+                reason = type(error.__cause__ or error).__name__
+                self.failures_log.log(f"invalidate/{store.name}", reason, "invalidation of %s failed: %s", url, error)
         return removed
 
     async def purge(self, kind: Literal["prefix", "tag"], value: str) -> int:
@@ -327,12 +337,19 @@ class CacheService:
         for key in [key for key in self._lookups if covered.may_cover(key, None)]:
             del self._lookups[key]
 
+    async def report_failures(self, every: float = 1.0) -> None:
+        """Write the counts of rate-limited failure lines once their window is over (a task of the lifespan)."""
+        while True:
+            await asyncio.sleep(every)
+            self.failures_log.flush_due()
+
     async def close(self) -> None:
         """Cancel background refreshes and detached fetches still running at shutdown."""
         for task in list(self.tasks):
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.failures_log.flush()  # counts still held back are written, not lost
 
 
 def _may_share(request: RequestHead, entry: Entry) -> bool:

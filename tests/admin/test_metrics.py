@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -276,3 +277,82 @@ async def test_issue13_7_redis_stored_bytes_are_our_entries_not_used_memory(
     assert server > 100 * own  # Redis' whole footprint, reported under its own name
     assert value(after, "cacheproxy_stored_bytes", store="redis") == 0
     assert value(after, "cacheproxy_stored_entries", store="redis") == 0
+
+
+async def test_metrics_asyncio_tasks_follow_the_requests_in_flight(proxy: RunningProxy, origin: RunningOrigin) -> None:
+    """The gauge is the loop's task count at scrape time: up while requests wait on the origin, back down after."""
+    for i in range(10):
+        origin.set(f"/held/{i}", headers=CACHEABLE, body="late", delay=0.5)
+    _, idle = await scrape(proxy)
+    baseline = value(idle, "cacheproxy_asyncio_tasks")
+    assert baseline >= 1  # at least the scrape's own request
+    waiting = [asyncio.create_task(proxy.client.get(f"/held/{i}")) for i in range(10)]
+    await asyncio.sleep(0.25)
+    _, busy = await scrape(proxy)
+    # this test's ten client tasks, and on the proxy's side ten request tasks (the origin's add ten more)
+    assert value(busy, "cacheproxy_asyncio_tasks") >= baseline + 20
+    assert {r.status_code for r in await asyncio.gather(*waiting)} == {200}
+    for _ in range(50):
+        _, after = await scrape(proxy)
+        if value(after, "cacheproxy_asyncio_tasks") <= baseline:
+            break
+        await asyncio.sleep(0.02)
+    assert value(after, "cacheproxy_asyncio_tasks") <= baseline
+
+
+def test_metrics_asyncio_tasks_outside_a_loop_left_as_they_were() -> None:
+    metrics = Metrics()
+    metrics.sample_tasks()  # no running loop: nothing to count, and no error
+    _, samples = parse(metrics.render().decode())
+    assert value(samples, "cacheproxy_asyncio_tasks") == 0
+
+
+TASKS_WORKER = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from proxy.admin.metrics import Metrics
+    metrics = Metrics()
+    async def main():
+        sleepers = [asyncio.create_task(asyncio.sleep(60)) for _ in range(int(sys.argv[1]))]
+        await asyncio.sleep(0)
+        metrics.sample_tasks()
+        sys.stdout.write(metrics.render().decode() if sys.argv[2] == "render" else str(os.getpid()))
+        for task in sleepers:
+            task.cancel()
+    asyncio.run(main())
+    """
+)
+
+
+def test_metrics_task_counts_of_dead_workers_drop_out(tmp_path: Path) -> None:
+    """``liveall``: one series per worker, from its value file; a worker killed without cleaning up leaves its file,
+    and a scrape drops it."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+
+    def run(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-c", TASKS_WORKER, *args], env=env, timeout=60, capture_output=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.decode()
+
+    dead = run("6", "exit")  # set 7 (main and six sleepers), then gone without a word
+    assert (tmp_path / f"gauge_liveall_{dead}.db").exists()
+    _, samples = parse(run("2", "render"))
+    series = {
+        dict(labels)["pid"]: count for (name, labels), count in samples.items() if name == "cacheproxy_asyncio_tasks"
+    }
+    assert list(series.values()) == [3]  # the live worker's own (main and two sleepers); the dead one's 7 is gone
+    assert dead not in series
+    assert not (tmp_path / f"gauge_liveall_{dead}.db").exists()
+
+
+async def test_metrics_a_worker_counts_its_tasks_as_soon_as_it_starts() -> None:
+    """With workers, a scrape reads the others' last count: one that had not counted yet would show 0 for a second."""
+    observer = AdminObserver(FakeClock(), access=False)
+    assert observer.metrics.registry.get_sample_value("cacheproxy_asyncio_tasks") == 0
+    running = asyncio.create_task(observer.flush_every(3600))
+    await asyncio.sleep(0)
+    try:
+        assert observer.metrics.registry.get_sample_value("cacheproxy_asyncio_tasks") == len(asyncio.all_tasks())
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)

@@ -6,6 +6,9 @@ memory store. Each test follows one request path through the driver and asserts 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -323,3 +326,67 @@ async def test_one_decision_per_request(driver: Driver, monkeypatch: pytest.Monk
     answer = await driver.get("/a")  # stale-if-error
     assert answer.reason is Reason.STALE_IF_ERROR
     assert calls == ["/a"] * 4
+
+
+async def test_rfc5861_3_failed_refreshes_in_an_outage_write_one_line_per_route_and_interval(
+    driver: Driver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="cacheproxy.service")
+    for path in ("/a", "/b", "/c"):
+        driver.origin.script(Reply(headers=[cached(10, "stale-while-revalidate=600"), ETAG], body=b"v1"))
+        await driver.get(path)
+    driver.origin.standing = Reply(error=UpstreamConnectError("refused"))  # the origin goes down
+    driver.clock.advance(12)
+    first = _local_time(driver.clock.now())
+    for _ in range(4):
+        for path in ("/a", "/b", "/c"):
+            assert (await driver.get(path)).outcome is CacheOutcome.STALE
+            await driver.settle()  # the refresh fails before the next request
+    assert len(driver.origin.requests) == 3 + 12
+    assert caplog.messages == ["background refresh of http://example.test/a failed: refused"]
+    driver.clock.advance(10)
+    second = _local_time(driver.clock.now())
+    await driver.get("/b")
+    await driver.settle()
+    driver.clock.advance(1)
+    await driver.get("/c")
+    await driver.settle()
+    await driver.service.close()  # a count still held back is written at shutdown
+    assert caplog.messages[1:] == [
+        f"background refresh of http://example.test/b failed: refused (11 more since {first})",
+        f"background refresh of http://example.test/c failed: refused (the last of 1 since {second})",
+    ]
+
+
+def _local_time(wall: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(wall))
+
+
+async def test_the_count_of_failed_refreshes_is_written_when_the_outage_is_over(
+    driver: Driver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not at the next failure (which may come hours later): the lifespan's ``report_failures`` writes it."""
+    caplog.set_level(logging.WARNING, logger="cacheproxy.service")
+    driver.origin.script(Reply(headers=[cached(10, "stale-while-revalidate=600"), ETAG], body=b"v1"))
+    await driver.get("/a")
+    driver.origin.standing = Reply(error=UpstreamConnectError("refused"))
+    driver.clock.advance(12)
+    first = _local_time(driver.clock.now())
+    for _ in range(3):
+        await driver.get("/a")
+        await driver.settle()
+    reporter = asyncio.create_task(driver.service.report_failures(every=0.001))
+    try:
+        await asyncio.sleep(0.01)
+        assert len(caplog.messages) == 1  # the window is not over yet
+        driver.clock.advance(10)  # the origin is back; no more failures
+        for _ in range(100):
+            await asyncio.sleep(0.001)
+            if len(caplog.messages) == 2:
+                break
+    finally:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
+    summary = f"background refresh of http://example.test/a failed: refused (the last of 2 since {first})"
+    assert caplog.messages[1] == summary

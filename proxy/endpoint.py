@@ -16,11 +16,12 @@ from typing import Any, Protocol
 
 from proxy.cache.answer import Answer
 from proxy.cache.service import CacheService
-from proxy.clock import Clock
+from proxy.clock import SYSTEM_CLOCK, Clock
 from proxy.errors import UpstreamError
 from proxy.head import SCOPE_KEY, Refusal, parse_head
 from proxy.hot import Hit, HotPath
 from proxy.messages import RequestHead
+from proxy.ratelog import RateLimitedLog
 from proxy.trust import DEFAULT_TRUSTED, TrustedProxies
 
 Scope = MutableMapping[str, Any]
@@ -29,6 +30,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("cacheproxy.endpoint")
+BROKEN_BODIES = RateLimitedLog(log, SYSTEM_CLOCK)  # one line per route and error kind per 10 s, with a count
 
 
 class BrokenStream(Exception):
@@ -200,7 +202,8 @@ class ProxyEndpoint:
             await send({"type": "http.response.body", "body": b""})
             return sent
         except UpstreamError as error:
-            log.warning("upstream broke off the body after %d bytes: %s", sent, error)
+            what = "upstream broke off the body after %d bytes: %s"
+            BROKEN_BODIES.log(answer.route, type(error).__name__, what, sent, error)
             raise BrokenStream(str(error)) from error
         finally:
             gone.cancel()

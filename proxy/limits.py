@@ -40,9 +40,13 @@ import httptools
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
+from proxy.clock import SYSTEM_CLOCK
+from proxy.ratelog import RateLimitedLog
 from proxy.trailers import TrailerlessProtocol
 
 log = logging.getLogger("cacheproxy.limits")
+# What a client can make the proxy log as often as it likes: one line per kind per 10 s, with a count (proxy.ratelog).
+CLIENT_ERRORS = RateLimitedLog(log, SYSTEM_CLOCK)
 
 KiB = 1024
 HEAD_SLACK = 64  # method, spaces, "HTTP/1.1", line ends: what a head holds besides the target and the fields
@@ -187,7 +191,7 @@ class LimitedHttpToolsProtocol(TrailerlessProtocol):
             return
         self._trailer_bytes += len(data)
         if self._trailer_bytes > self.limits.max_header_bytes + HEAD_SLACK:
-            self.logger.warning("Request trailer fields over --max-header-bytes: connection closed.")
+            CLIENT_ERRORS.log("client", "trailers", "Request trailer fields over --max-header-bytes: connection closed")
             self.transport.close()
 
     def _feed_past_budget(self, data: bytes) -> None:
@@ -228,7 +232,7 @@ class LimitedHttpToolsProtocol(TrailerlessProtocol):
             if isinstance(refused, Refused):
                 self._refuse(refused)
             else:
-                self.logger.warning("Invalid HTTP request received.")
+                CLIENT_ERRORS.log("client", "invalid", "Invalid HTTP request received: %s", error)
                 self.send_400_response("Invalid HTTP request received.")
             return False
         return not self.transport.is_closing()

@@ -404,3 +404,20 @@ def test_rfc9112_7_1_2_endless_trailer_closes_the_connection_however_cut(cuts: l
     steady = list(range(len(prefix) + 100, len(stream), 100))
     transport = feed_in_pieces(stream, [c for c in cuts if c < len(prefix) + 100] + steady)
     assert transport.closed_by_protocol
+
+
+def test_issue14_5_malformed_requests_from_clients_log_one_line_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client may send as many malformed requests as it likes: each is answered 400, but the log gets one line per
+    kind per 10 s (``proxy.ratelog``), not one per request."""
+    from proxy.limits import CLIENT_ERRORS
+
+    CLIENT_ERRORS.flush()
+    CLIENT_ERRORS._windows.clear()
+    with caplog.at_level("WARNING", logger="cacheproxy.limits"):
+        answers = [feed_in_pieces(b"GET / HTTP/1.1\r\nHost: a\r\nBad Field: x\r\n\r\n", []) for _ in range(50)]
+    assert all(t.written.startswith(b"HTTP/1.1 400") for t in answers)
+    lines = [r.getMessage() for r in caplog.records if r.name == "cacheproxy.limits"]
+    assert len(lines) == 1 and lines[0].startswith("Invalid HTTP request received")
+    assert len(CLIENT_ERRORS) == 1 and CLIENT_ERRORS._windows[("client", "invalid")].more == 49

@@ -3,8 +3,9 @@
 On a cluster this uses sharded pub/sub (Redis 7: ``SPUBLISH``/``SSUBSCRIBE``): the channel lives in one slot, so a
 message travels to the shard that owns it instead of being broadcast over the whole cluster bus, and redis-py's
 ``ClusterPubSub`` follows the channel when its slot moves. On one server it is plain ``PUBLISH``/``SUBSCRIBE``.
-A ``Subscriber`` raises on a lost connection (the client is built without connection retries), so its owner learns
-that messages may have been missed; redis-py would otherwise reconnect and resubscribe silently.
+A ``Subscriber`` raises on a lost connection (on one server it has a pool of its own that never retries, where
+the store's client retries once; a cluster's node connections never retry), so its owner learns that messages may
+have been missed; redis-py would otherwise reconnect and resubscribe silently.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from proxy.storage.redis_client import Client
+from proxy.storage.redis_client import Client, unretried_pool
 
 
 async def publish(client: Client, channel: str, message: bytes) -> None:
@@ -30,7 +32,8 @@ class Subscriber:
     def __init__(self, client: Client, channel: str) -> None:
         self._sharded = isinstance(client, RedisCluster)
         self._channel = channel
-        self._pubsub: Any = client.pubsub()
+        self._pool = None if isinstance(client, RedisCluster) else unretried_pool(client)
+        self._pubsub: Any = client.pubsub() if self._pool is None else Redis(connection_pool=self._pool).pubsub()
 
     async def subscribe(self, timeout: float) -> None:
         """Subscribe and wait until the server confirms (``TimeoutError`` after ``timeout`` seconds)."""
@@ -53,7 +56,11 @@ class Subscriber:
         return data
 
     async def close(self) -> None:
-        await self._pubsub.aclose()
+        try:
+            await self._pubsub.aclose()
+        finally:
+            if self._pool is not None:
+                await self._pool.aclose()
 
     async def _read(self, timeout: float) -> dict[str, Any] | None:
         if self._sharded:

@@ -238,13 +238,13 @@ class TieredStorage:
                     if message is not None:
                         await self._apply(message)
             except Exception as exc:  # any failure of the link: the loop must survive it
+                if self.subscribed:  # a lost subscription, not a failed attempt: messages may have been missed
+                    self.subscribed = False
+                    self._flush_l1()
                 self._lost(exc)
             finally:
                 with contextlib.suppress(Exception):
                     await subscriber.close()
-            if self.subscribed:  # a lost subscription, not a failed attempt: messages may have been missed
-                self.subscribed = False
-                self._flush_l1()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._backoff[1])
 

@@ -4,6 +4,7 @@ CacheProxyError
 ├── ConfigError                 bad command line or environment; the process refuses to start
 ├── RulesError                  a rules.yaml that does not validate; carries every problem found
 ├── StorageError                a store that failed or timed out; callers treat it as a miss
+│   └── InvalidationQueued      a purge or invalidation it could not apply now: queued, applied when it is back
 └── UpstreamError               the origin could not be reached or broke the exchange
     ├── UpstreamConnectError    refused, reset, DNS: answered 502
     ├── UpstreamTimeout         connect or read timeout: answered 504
@@ -33,6 +34,11 @@ class RulesError(CacheProxyError):
 
 class StorageError(CacheProxyError):
     pass
+
+
+class InvalidationQueued(StorageError):
+    """The store was unreachable: the purge or invalidation did not happen now, and is queued to be applied when the
+    store is back (``proxy.storage.redis_recovery``). A purge answers 503 with ``"queued": true``."""
 
 
 class UpstreamError(CacheProxyError):

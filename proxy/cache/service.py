@@ -294,8 +294,8 @@ class CacheService:
     async def invalidate(self, urls: list[str], *, strict: bool = False) -> int:
         """Remove every stored variant of each URL, under every key shape (headers and cookies included).
 
-        A store failure is logged (RFC 9111 §4.4 invalidation is best-effort), or raised with ``strict`` (a purge
-        must say it did not happen).
+        A store failure is logged (RFC 9111 §4.4 invalidation is best-effort; the Redis store also queues it and
+        applies it when it is back), or raised with ``strict`` (a purge must say it did not happen).
         """
         targets: list[tuple[str, str, Storage]] = []
         for url in urls:

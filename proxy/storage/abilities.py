@@ -12,7 +12,9 @@ for an attribute at the call site (``getattr``) or asking which class it is (``i
 - ``ConfirmingPut``: says whether it took an entry (Redis: not when it is down, timed out, or its breaker is open,
   so the answer can say ``detail=store-unavailable`` instead of ``stored``; nor when the key was invalidated after
   the fetch began, ``detail=invalidated``: the store's own record of invalidations, shared by every process);
-- ``Evicting``: evicts by a policy and reports what it did (the memory store, the two-tier L1).
+- ``Evicting``: evicts by a policy and reports what it did (the memory store, the two-tier L1);
+- ``Deferring``: queues the invalidations it could not apply and applies them when it is back (Redis), and counts
+  them; ``Pooling``: holds a pool of connections and can count them (Redis). Both are metrics.
 """
 
 from __future__ import annotations
@@ -105,6 +107,21 @@ class WatchingRemovals(Protocol):
         ...
 
 
+@runtime_checkable
+class Deferring(Protocol):
+    def deferred_counts(self) -> dict[str, int]:
+        """Invalidations so far by outcome: ``queued`` (failed, kept for later), ``replayed`` (applied once the store
+        was back), ``collapsed`` (merged into one purge of everything when the queue was full), ``dropped``."""
+        ...
+
+
+@runtime_checkable
+class Pooling(Protocol):
+    def connection_counts(self) -> dict[str, int]:
+        """This process's pooled connections to the store, by state (``idle``, ``in_use``)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Abilities:
     """What one store can do beyond ``Storage``: each field is the store itself, typed, or ``None``."""
@@ -117,6 +134,8 @@ class Abilities:
     confirming: ConfirmingPut | None = None
     evicting: Evicting | None = None
     watching: WatchingRemovals | None = None
+    deferring: Deferring | None = None
+    pooling: Pooling | None = None
 
 
 def abilities_of(store: Storage) -> Abilities:
@@ -130,4 +149,6 @@ def abilities_of(store: Storage) -> Abilities:
         confirming=store if isinstance(store, ConfirmingPut) else None,
         evicting=store if isinstance(store, Evicting) else None,
         watching=store if isinstance(store, WatchingRemovals) else None,
+        deferring=store if isinstance(store, Deferring) else None,
+        pooling=store if isinstance(store, Pooling) else None,
     )

@@ -6,6 +6,12 @@ most one line per interval (with how many were suppressed) and returns the calle
 store). After ``threshold`` consecutive failures the ``CircuitBreaker`` opens: calls are skipped at once for
 ``open_for`` seconds, then one probe call is let through (half-open); its success closes the breaker, its failure
 opens it again. Readiness (``degraded``) is "the breaker is not closed".
+
+A store with a background task of its own (the Redis store, once started) takes the probe over
+(``probed_by_owner``): calls are then never the probe, and the owner claims it with ``begin_probe`` and makes its
+probe calls with ``attempt(..., probing=True)``, so it can finish its recovery (drop stale connections, apply the
+invalidations that failed during the outage) before anything reads from the store again; it closes the breaker with
+``record_success`` when all of that worked.
 """
 
 from __future__ import annotations
@@ -47,15 +53,19 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._opened_at = 0.0
         self._probing = False
+        self.probed_by_owner = False  # True while the owner sends the probe itself (``begin_probe``)
 
     @property
     def state(self) -> BreakerState:
         return self._state
 
     def allow(self) -> bool:
-        """May a call go through now? In half-open state only one probe at a time does."""
+        """May a call go through now? In half-open state only one probe at a time does (none when the owner
+        probes)."""
         if self._state is BreakerState.CLOSED:
             return True
+        if self.probed_by_owner:
+            return False
         if self._state is BreakerState.OPEN:
             if self._clock.monotonic() - self._opened_at < self._open_for:
                 return False
@@ -63,6 +73,16 @@ class CircuitBreaker:
             self._probing = False
         if self._probing:
             return False
+        self._probing = True
+        return True
+
+    def begin_probe(self, after: float | None = None) -> bool:
+        """For the owner: has the breaker been open ``after`` seconds (default: its open period)? Then it is half-open
+        and the probe is the owner's. An owner that probes with one cheap call may probe sooner than calls would."""
+        wait = self._open_for if after is None else after
+        if self._state is not BreakerState.OPEN or self._clock.monotonic() - self._opened_at < wait:
+            return False
+        self._state = BreakerState.HALF_OPEN
         self._probing = True
         return True
 
@@ -108,9 +128,15 @@ class Guard:
         outcome = await self.attempt(op, make, timeout)
         return fallback if outcome is None else outcome[0]
 
-    async def attempt(self, op: str, make: Callable[[], Awaitable[T]], timeout: float) -> tuple[T] | None:
-        """Like ``call``, but ``None`` says it failed or was skipped (for callers that must report it)."""
-        if not self.breaker.allow():
+    async def attempt(
+        self, op: str, make: Callable[[], Awaitable[T]], timeout: float, *, probing: bool = False
+    ) -> tuple[T] | None:
+        """Like ``call``, but ``None`` says it failed or was skipped (for callers that must report it).
+
+        ``probing``: a step of the owner's probe (``CircuitBreaker.begin_probe``): made whatever the breaker says,
+        and its success does not close the breaker (the owner does, after its last step); a failure opens it.
+        """
+        if not probing and not self.breaker.allow():
             self.skipped += 1
             return None
         try:
@@ -119,7 +145,8 @@ class Guard:
         except STORE_FAILURES as exc:
             self.failed(op, exc)
             return None
-        self.breaker.record_success()
+        if not probing:
+            self.breaker.record_success()
         return (result,)
 
     def failed(self, op: str, exc: BaseException) -> None:

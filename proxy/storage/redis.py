@@ -8,9 +8,11 @@ Faults never fail a request: every call runs under ``breaker.Guard`` with a shor
 lookups, ``write_timeout`` for stores); a failure or a timeout is counted and logged once per interval, and a lookup
 becomes a miss, a store is skipped. The purges (``delete``, ``delete_tag``, ``delete_prefix``) are the exception:
 they raise ``StorageError`` when they fail, so the admin endpoint can say the purge did not happen instead of
-reporting 0 entries removed. ``delete_prefix`` and ``delete_tag`` read their candidates from the purge indexes
-(``ZRANGEBYLEX`` over the path shards, ``ZSCAN`` of the tag's index), so they cost what they remove, never a walk of
-the keyspace; both give up with ``StorageError`` after ``purge_budget`` seconds.
+reporting 0 entries removed; once the store is started such a failure is also queued and applied when Redis is back
+(``InvalidationQueued``; ``redis_recovery``, whose ``Keeper`` also owns the breaker's probe and trims idle pooled
+connections). ``delete_prefix`` and ``delete_tag`` read their candidates from the purge indexes (``ZRANGEBYLEX`` over
+the path shards, ``ZSCAN`` of the tag's index), so they cost what they remove, never a walk of the keyspace; both give
+up with ``StorageError`` after ``purge_budget`` seconds.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from proxy.clock import SYSTEM_CLOCK, Clock
-from proxy.errors import StorageError
+from proxy.errors import InvalidationQueued, StorageError
 from proxy.messages import Entry
 from proxy.storage import redis_layout as layout
 from proxy.storage.base import PutResult, StoreStats, url_key_of
 from proxy.storage.breaker import CircuitBreaker, Guard
 from proxy.storage.codec import decode_entry, encode_entry
-from proxy.storage.redis_client import Client, connect
+from proxy.storage.redis_client import Client, connect, pool_counts
+from proxy.storage.redis_recovery import REPLAYING, Keeper, Pending, Upkeep
 from proxy.storage.urls import url_path
 
 if TYPE_CHECKING:
@@ -57,6 +60,7 @@ class RedisStorage:
         max_variants: int = 16,
         purge_budget: float = 5.0,
         breaker: CircuitBreaker | None = None,
+        upkeep: Upkeep | None = None,
     ) -> None:
         if max_variants < 1:
             raise ValueError(f"max_variants must be at least 1, got {max_variants}")
@@ -76,6 +80,10 @@ class RedisStorage:
         self._delete_prefix = client.register_script(layout.DELETE_PREFIX)
         self._index = client.register_script(layout.INDEX)
         self._lease: RedisLease | None = None
+        upkeep = upkeep or Upkeep()
+        self.pending = Pending(upkeep.pending_cap, upkeep.max_attempts)
+        self.keeper = Keeper(client, self.guard, self.pending, ping=self._ping, replay=self._replay, upkeep=upkeep)
+        self._keeping: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStorage:
@@ -94,11 +102,23 @@ class RedisStorage:
     def error_counts(self) -> dict[str, int]:
         return self.guard.error_counts()
 
+    def deferred_counts(self) -> dict[str, int]:
+        """Invalidations queued while Redis was unreachable, replayed, collapsed or dropped (``redis_recovery``)."""
+        return dict(self.pending.counts)
+
+    def connection_counts(self) -> dict[str, int]:
+        """Pooled connections, ``idle`` and ``in_use`` (every node's, on a cluster)."""
+        counts = pool_counts(self.client)
+        return {"idle": counts.idle, "in_use": counts.in_use}
+
     async def start(self) -> None:
-        """Learn the cluster's topology now (a failure only degrades; the client retries on first use)."""
+        """Learn the cluster's topology now (a failure only degrades; the client retries on first use), and start
+        the keeper (``redis_recovery``): it owns the breaker's probe from now on."""
         if isinstance(self.client, RedisCluster):
             cluster = self.client
             await self.guard.call("start", cluster.initialize, self.write_timeout * 8, None)
+        if self._keeping is None:
+            self._keeping = asyncio.create_task(self.keeper.run(), name=f"cacheproxy-{self.name}-keeper")
 
     async def get(self, key: str) -> list[Entry]:
         return [entry for entry, _ in await self.get_timed(key)]
@@ -160,18 +180,18 @@ class RedisStorage:
         """Remove every variant of ``key`` (and of its group, for a URL key); ``StorageError`` when Redis fails."""
         if url_key_of(key) is not None:
             return await self._purge(
-                "delete", lambda: self._run(self._delete, layout.entry_key(key)), self.write_timeout
+                "delete", lambda: self._run(self._delete, layout.entry_key(key)), self.write_timeout, key
             )
-        return await self._purge("delete", lambda: self._delete_group(key), self.write_timeout)
+        return await self._purge("delete", lambda: self._delete_group(key), self.write_timeout, key)
 
     async def delete_tag(self, tag: str) -> int:
         """Remove every entry carrying ``tag``, found through the tag's index; raises ``StorageError`` on failure."""
-        return await self._purge("delete_tag", lambda: self._purge_tag(tag), self._purge_budget)
+        return await self._purge("delete_tag", lambda: self._purge_tag(tag), self._purge_budget, tag)
 
     async def delete_prefix(self, prefix: str) -> int:
         """Remove every entry whose URL path+query starts with ``prefix``, found through the path index;
         ``StorageError`` on failure."""
-        return await self._purge("delete_prefix", lambda: self._purge_prefix(prefix), self._purge_budget)
+        return await self._purge("delete_prefix", lambda: self._purge_prefix(prefix), self._purge_budget, prefix)
 
     async def stats(self) -> StoreStats:
         """Variants and the bytes of our entries (exact up to ``EXACT_STATS_LIMIT`` keys, then estimated from a
@@ -194,6 +214,11 @@ class RedisStorage:
         return self._lease
 
     async def close(self) -> None:
+        """Stop the keeper (cancelled, and awaited until it has ended), then the lease and the client."""
+        if self._keeping is not None:
+            keeping, self._keeping = self._keeping, None
+            keeping.cancel()
+            await asyncio.wait([keeping])  # our own cancellation still reaches us; the keeper's is not re-raised
         if self._lease is not None:
             await self._lease.close()
         await self.client.aclose()
@@ -287,12 +312,22 @@ class RedisStorage:
                 raise reply
         return sum(int(reply) for reply in replies.values())
 
-    async def _purge(self, op: str, make: Callable[[], Awaitable[int]], timeout: float) -> int:
-        outcome = await self.guard.attempt(op, make, timeout)
-        if outcome is None:
-            state = "unavailable (circuit open)" if self.guard.degraded else "failed or timed out"
+    async def _purge(self, op: str, make: Callable[[], Awaitable[int]], timeout: float, argument: str) -> int:
+        """Run one purge; on failure raise, and (started, not itself a replay) queue it for when Redis is back."""
+        replaying = REPLAYING.get()
+        outcome = await self.guard.attempt(op, make, timeout, probing=replaying)
+        if outcome is not None:
+            return outcome[0]
+        state = "unavailable (circuit open)" if self.guard.degraded else "failed or timed out"
+        if self._keeping is None or replaying:
             raise StorageError(f"{self.name}: {op} {state}; nothing or only part was removed")
-        return outcome[0]
+        self.pending.add(op, argument)
+        raise InvalidationQueued(f"{self.name}: {op} {state}; queued, applied when the store is back")
+
+    async def _replay(self, op: str, argument: str) -> int:
+        """One queued invalidation, again (called from the keeper's task, so ``_purge`` does not queue it)."""
+        purges = {"delete": self.delete, "delete_tag": self.delete_tag, "delete_prefix": self.delete_prefix}
+        return await purges[op](argument)
 
     async def _purge_tag(self, tag: str) -> int:
         """The script on every key the tag's index lists (``ZSCAN``: pages, and safe while writers add members),

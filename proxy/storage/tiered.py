@@ -10,7 +10,9 @@ Coherence. A lookup that goes to L2 does not fill L1 if an invalidation of its k
 invalidation) was applied while it waited: the answer may predate it. After a lost pub/sub connection L1 is
 flushed (messages may have been missed), and again when the subscription is back; reconnection backs off from
 0.1 s to 2 s. While Redis is unreachable, stores go to L1 alone, so this worker keeps serving its own recent
-entries; the flush on reconnection drops them. Before ``start`` L1 is not used at all.
+entries; the flush on reconnection drops them. Before ``start`` L1 is not used at all. A purge that L2 could not
+apply is queued by L2 and applied when Redis is back (``redis_recovery``); then it is applied to L1 and published
+like any other.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class TieredStorage:
         self._ready = asyncio.Event()
         self._last_log: float | None = None
         self.l1 = self._new_l1()
+        l2.keeper.listeners.append(self._replayed)
 
     @property
     def degraded(self) -> bool:
@@ -81,6 +84,12 @@ class TieredStorage:
 
     def error_counts(self) -> dict[str, int]:
         return {**self.l2.error_counts(), "subscribe": self.subscription_losses}
+
+    def deferred_counts(self) -> dict[str, int]:
+        return self.l2.deferred_counts()
+
+    def connection_counts(self) -> dict[str, int]:
+        return self.l2.connection_counts()
 
     async def start(self, wait: float = 1.0) -> None:
         """Start listening for invalidations; waits up to ``wait`` s for the subscription (never fails)."""
@@ -214,6 +223,12 @@ class TieredStorage:
         message = b"\0".join((self.instance_id.encode(), kind, argument.encode("utf-8", "surrogatepass")))
         client, channel = self.l2.client, self.channel
         await self.l2.guard.call("publish", lambda: publish(client, channel, message), self.l2.write_timeout, None)
+
+    async def _replayed(self, op: str, argument: str) -> None:
+        """L2 applied a purge it had queued during an outage: this worker's L1 and the other instances follow."""
+        kind = {"delete": b"k", "delete_tag": b"t", "delete_prefix": b"p"}[op]
+        await self._drop_local(kind, argument)
+        await self._publish(kind, argument)
 
     async def _apply(self, message: bytes) -> None:
         sender, _, rest = message.partition(b"\0")

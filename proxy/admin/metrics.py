@@ -9,14 +9,16 @@ Store figures (bytes, entries, budget, evictions) are not counted by us but read
 (``refresh_stores``) and exposed by a collector: a shared store reports the same store-wide figures from every worker,
 so summing workers would be wrong; the memory policy's evictions per queue and ghost hits (``eviction_stats``) are
 read the same way. Store errors are per-worker counts, so they are turned into a real counter
-(incremented by the difference since the last scrape) that multiprocess mode sums. Labels are bounded: outcomes,
-route names, status classes, store names and purge kinds, never URLs.
+(incremented by the difference since the last scrape) that multiprocess mode sums, and so are the invalidations a
+store deferred while unreachable. Labels are bounded: outcomes, route names, status classes, store names and purge
+kinds, never URLs.
 
-``cacheproxy_asyncio_tasks`` is the one gauge of our own: each worker sets it to the task count of its event loop
-when it is scraped and every second (``sample_tasks``); multiprocess mode shows one series per live worker (``liveall``,
-label ``pid``), so a worker whose tasks pile up stands out (``sum()`` gives the whole). A worker that died without
-saying so (SIGKILL, a crash) leaves its value file behind; a scrape removes the files of workers that no longer run,
-so their last count does not stay on show forever.
+Two gauges are our own. ``cacheproxy_store_connections``: each worker's pooled connections to the store, set at each
+scrape and summed over the live workers (``livesum``). ``cacheproxy_asyncio_tasks``: each worker sets it to the task
+count of its event loop when it is scraped and every second (``sample_tasks``); multiprocess mode shows one series per
+live worker (``liveall``, label ``pid``), so a worker whose tasks pile up stands out (``sum()`` gives the whole). A
+worker that died without saying so (SIGKILL, a crash) leaves its value file behind; a scrape removes the files of
+workers that no longer run, so their last count does not stay on show forever.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
-from proxy.storage.abilities import Abilities, ErrorCounting
+from proxy.storage.abilities import Abilities, Deferring, ErrorCounting, Pooling
 from proxy.storage.base import Storage, StoreStats
 from proxy.storage.memory import EvictionStats
 
@@ -64,6 +66,8 @@ FAMILIES = (
     "cacheproxy_upstream_pool_exhausted_total",
     "cacheproxy_redis_used_memory_bytes",
     "cacheproxy_asyncio_tasks",
+    "cacheproxy_store_deferred_invalidations_total",
+    "cacheproxy_store_connections",
 )
 # The value files of a live-mode gauge name the worker's PID: ``gauge_liveall_<pid>.db``.
 LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
@@ -216,9 +220,24 @@ class Metrics:
             registry=reg,
             multiprocess_mode="liveall",
         )
+        self.deferred = Counter(
+            "cacheproxy_store_deferred_invalidations",
+            "Purges and invalidations a store could not apply when they came (unreachable), by outcome: queued, "
+            "replayed (applied once it was back), collapsed (into one purge of everything: queue full), dropped.",
+            ["store", "outcome"],
+            registry=reg,
+        )
+        self.connections = Gauge(
+            "cacheproxy_store_connections",
+            "Pooled connections to the store, by state (idle, in_use), summed over the live workers.",
+            ["store", "state"],
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
         self.stores = StoreCollector()
         reg.register(self.stores)
         self._seen_errors: dict[tuple[str, str], int] = {}
+        self._seen_deferred: dict[tuple[str, str], int] = {}
 
     async def refresh_stores(self, stores: Iterable[tuple[Storage, Abilities]]) -> dict[str, StoreStats]:
         """Read every store's figures (a failing store is left out), turn error counts into counter steps, and read
@@ -232,6 +251,10 @@ class Metrics:
                 continue
             if abilities.error_counting is not None:
                 self._count_store_errors(store, abilities.error_counting)
+            if abilities.deferring is not None:
+                self._count_deferred(store, abilities.deferring)
+            if abilities.pooling is not None:
+                self._gauge_connections(store, abilities.pooling)
             if abilities.evicting is not None:
                 eviction[store.name] = abilities.evicting.eviction_stats()
         self.stores.stats = found
@@ -245,6 +268,19 @@ class Metrics:
             if step > 0:
                 self.store_errors.labels(store.name, str(op)).inc(step)
             self._seen_errors[ident] = int(total)
+
+    def _count_deferred(self, store: Storage, deferring: Deferring) -> None:
+        for outcome, total in deferring.deferred_counts().items():
+            ident = (store.name, outcome)
+            step = int(total) - self._seen_deferred.get(ident, 0)
+            child = self.deferred.labels(store.name, outcome)
+            if step > 0:
+                child.inc(step)
+            self._seen_deferred[ident] = int(total)
+
+    def _gauge_connections(self, store: Storage, pooling: Pooling) -> None:
+        for state, count in pooling.connection_counts().items():
+            self.connections.labels(store.name, state).set(count)
 
     @staticmethod
     def observe_many(child: Histogram, counts: Sequence[float], total: float) -> None:

@@ -3,8 +3,10 @@
 ``POST {prefix}/purge`` takes exactly one of ``{"url": ...}``, ``{"prefix": "/path/"}``, ``{"tag": "name"}`` and answers
 ``{"purged": N}``. A URL may be absolute or a path, resolved against the admin request's own scheme and ``Host``. Prefix
 and tag purges run on every store the routes can pick. A store that fails raises ``StorageError``, answered 503, so a
-deploy hook learns its purge did not happen. Every worker sees the purge because workers share the store (several
-workers with the per-process memory store are refused at start-up, see ``proxy.config``).
+deploy hook learns its purge did not happen; ``"queued": true`` in that answer says the store (Redis, unreachable)
+queued it and applies it when it is back (``InvalidationQueued``), so the hook need not retry. Every worker sees the
+purge because workers share the store (several workers with the per-process memory store are refused at start-up,
+see ``proxy.config``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from proxy.admin.auth import forbid, is_allowed
 from proxy.endpoint import Receive, Scope, Send, request_from_scope
-from proxy.errors import StorageError
+from proxy.errors import InvalidationQueued, StorageError
 from proxy.runtime import Runtime
 from proxy.storage.base import Storage
 
@@ -59,6 +61,11 @@ def absolute_url(url: str, scheme: str, host: str) -> str:
     if url.startswith("/") and not url.startswith("//"):
         return f"{scheme}://{host}{url}"
     return url
+
+
+def unavailable(error: StorageError) -> dict[str, object]:
+    """The 503 body of a purge a store could not apply: whether the store queued it for when it is back."""
+    return {"error": f"store unavailable: {error}", "queued": isinstance(error, InvalidationQueued)}
 
 
 def distinct_stores(runtime: Runtime) -> list[Storage]:
@@ -122,7 +129,7 @@ class PurgeMethod:
         try:
             count = await purge(self.runtime, what, scheme=request.scheme, host=request.host)
         except StorageError as error:
-            await _send_json(send, 503, {"error": f"store unavailable: {error}"})
+            await _send_json(send, 503, unavailable(error))
             return
         await _send_json(send, 200, {"purged": count})
 

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from proxy.admin.auth import AdminGuard, admin_hosts
 from proxy.admin.metrics import CONTENT_TYPE
 from proxy.admin.observe import AdminObserver
-from proxy.admin.purge import MAX_BODY, PurgeRequestError, distinct_named_stores, parse_purge, purge
+from proxy.admin.purge import MAX_BODY, PurgeRequestError, distinct_named_stores, parse_purge, purge, unavailable
 from proxy.errors import StorageError
 from proxy.runtime import Runtime
 from proxy.storage.abilities import Abilities
@@ -136,7 +136,7 @@ def build_admin(runtime: Runtime, lifespan: Any) -> Starlette:
         try:
             count = await purge(runtime, what, scheme=request.url.scheme, host=host)
         except StorageError as error:
-            return JSONResponse({"error": f"store unavailable: {error}"}, status_code=503, headers=NO_STORE)
+            return JSONResponse(unavailable(error), status_code=503, headers=NO_STORE)
         return JSONResponse({"purged": count}, headers=NO_STORE)
 
     async def page(_request: Request) -> Response:

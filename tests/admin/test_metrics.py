@@ -151,6 +151,38 @@ async def test_metrics_store_errors_from_error_counts(proxy: RunningProxy) -> No
     assert value(second, "cacheproxy_store_errors_total", store="redis", op="put") == 0
 
 
+class QueueingStore(DegradedStore):
+    """A store that queues failed invalidations and pools connections (as Redis does), with figures set by the test."""
+
+    def __init__(self) -> None:
+        self.deferred = {"queued": 3, "replayed": 0, "collapsed": 0, "dropped": 0}
+        self.connections = {"idle": 48, "in_use": 2}
+
+    def deferred_counts(self) -> dict[str, int]:
+        return dict(self.deferred)
+
+    def connection_counts(self) -> dict[str, int]:
+        return dict(self.connections)
+
+
+async def test_metrics_deferred_invalidations_and_pooled_connections(proxy: RunningProxy) -> None:
+    store = QueueingStore()
+    proxy.app.runtime.set_store("redis", store)
+    _, first = await scrape(proxy)
+    store.deferred.update(queued=4, replayed=4)
+    store.connections.update(idle=4, in_use=0)
+    _, second = await scrape(proxy)
+    family = "cacheproxy_store_deferred_invalidations_total"
+    assert value(first, family, store="redis", outcome="queued") == 3
+    assert value(first, family, store="redis", outcome="replayed") == 0
+    assert (
+        value(second, family, store="redis", outcome="queued"),
+        value(second, family, store="redis", outcome="replayed"),
+    ) == (4, 4)
+    assert value(first, "cacheproxy_store_connections", store="redis", state="idle") == 48
+    assert value(second, "cacheproxy_store_connections", store="redis", state="idle") == 4  # shrunk back
+
+
 @pytest.mark.parametrize("outcome", list(CacheOutcome), ids=lambda o: f"outcome-{o.value}")
 def test_metrics_every_outcome_counted(outcome: CacheOutcome) -> None:
     """Collapsed, stale, revalidated... each is its own label value (bounded by the enum)."""

@@ -24,7 +24,14 @@ from proxy.storage.redis import RedisStorage
 from proxy.storage.redis_client import drop_idle, pool_counts, trim_idle
 from proxy.storage.redis_recovery import EVERYTHING, Pending, Upkeep
 from proxy.storage.tiered import TieredStorage
-from tests.redis_servers import RedisServer, redis_server, require_redis
+from tests.redis_servers import (
+    RedisClusterHandle,
+    RedisServer,
+    redis_cluster,
+    redis_server,
+    require_redis,
+    wait_for_cluster_ok,
+)
 
 MakeEntry = Callable[..., Entry]
 RECOVERY = 5.0  # the issue's bound: purges work again within 5 s of Redis' return
@@ -175,6 +182,23 @@ async def until(condition: Callable[[], Awaitable[bool]], bound: float) -> float
     return time.monotonic() - started
 
 
+async def purge_until_it_works(store: RedisStorage, back: float) -> tuple[float | None, list[float]]:
+    """Every 50 ms, readiness (as readyz: ping and breaker) then a purge, until a purge works or ``RECOVERY`` + 1 s
+    pass: when the first one worked (seconds after ``back``), and every time readiness said ok but a purge failed."""
+    disagreements: list[float] = []
+    while time.monotonic() - back < RECOVERY + 1:
+        ready = await store.ping() and not store.degraded
+        try:
+            await store.delete_prefix("/after")
+        except StorageError:
+            if ready:
+                disagreements.append(time.monotonic() - back)
+        else:
+            return time.monotonic() - back, disagreements
+        await asyncio.sleep(0.05)
+    return None, disagreements
+
+
 @pytest.mark.redis
 async def test_recovery_pooled_connections_to_the_dead_server_cost_a_reconnect_not_a_failure(
     own_server: RedisServer,
@@ -206,19 +230,7 @@ async def test_recovery_after_a_restart_purges_work_and_readiness_agrees_within_
     assert await store.ping() is False
     await asyncio.to_thread(own_server.restart)
     back = time.monotonic()
-    disagreements = []
-    first_purge: float | None = None
-    while first_purge is None and time.monotonic() - back < RECOVERY + 1:
-        ready = await store.ping() and not store.degraded
-        try:
-            await store.delete_prefix("/after")
-        except StorageError:
-            if ready:
-                disagreements.append(time.monotonic() - back)
-        else:
-            first_purge = time.monotonic() - back
-            assert ready or not store.degraded
-        await asyncio.sleep(0.05)
+    first_purge, disagreements = await purge_until_it_works(store, back)
     print(f"first purge ok {first_purge} s after Redis returned")
     assert first_purge is not None and first_purge <= RECOVERY
     assert disagreements == []
@@ -367,3 +379,49 @@ async def test_recovery_keeper_lives_from_start_to_close(
     assert task.cancelled()
     assert store._keeping is None
     assert not store.guard.breaker.probed_by_owner  # a store used after close probes the old way again
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[RedisClusterHandle]:
+    """A 3-node cluster of this module's own, whose nodes the tests kill and restart (never the session's)."""
+    require_redis()
+    with redis_cluster(3) as cluster:
+        yield cluster
+
+
+@pytest.mark.redis
+async def test_recovery_cluster_node_restart_purges_and_readiness_agree_within_5s(
+    own_cluster: RedisClusterHandle, open_store: Callable[..., Awaitable[RedisStorage]]
+) -> None:
+    store = await open_store(own_cluster.url, read_timeout=1.0, upkeep=Upkeep(tick=0.02))
+    assert await burst(store, 30) == 0
+    victim = own_cluster.nodes[1]
+    victim.kill()
+    await burst(store, 10)  # a third of them fail: the breaker may or may not open, purges fail either way
+    for purge in (store.delete_prefix("/during"), store.delete_prefix("/during/2")):
+        with pytest.raises(InvalidationQueued):
+            await purge
+    await asyncio.to_thread(victim.restart)  # same port and nodes.conf: it rejoins with its slots
+    back = time.monotonic()
+    first_purge, disagreements = await purge_until_it_works(store, back)
+    print(f"cluster: first purge ok {first_purge} s after the node returned")
+    assert first_purge is not None and first_purge <= RECOVERY
+    assert disagreements == []
+    await until(lambda: _none_pending(store), 2.0)
+    assert store.deferred_counts()["replayed"] >= 2
+
+
+@pytest.mark.redis
+async def test_recovery_cluster_pools_shrink_back_after_a_burst(
+    own_cluster: RedisClusterHandle, open_store: Callable[..., Awaitable[RedisStorage]]
+) -> None:
+    await asyncio.to_thread(wait_for_cluster_ok, own_cluster.nodes)
+    store = await open_store(own_cluster.url, read_timeout=2.0, upkeep=FAST)
+    assert await burst(store, 48) == 0
+    assert store.connection_counts()["idle"] >= 30
+
+    async def shrunk() -> bool:
+        return store.connection_counts()["idle"] <= FAST.keep_idle * len(own_cluster.nodes)
+
+    await until(shrunk, 3.0)
+    assert await burst(store, 8) == 0

@@ -36,7 +36,7 @@ Transfer/sec:      8.10MB
     "module",
     ["load_tests.common", "load_tests.origin_app", "load_tests.bare_app", "load_tests.bench_proxy",
      "load_tests.bench_stores", "load_tests.stampede", "load_tests.client_ceiling", "load_tests.peers",
-     "load_tests.slow_heads"],
+     "load_tests.slow_heads", "load_tests.redis_recovery"],
 )  # fmt: skip
 def test_load_test_modules_import(module: str) -> None:
     assert importlib.import_module(module).__doc__

@@ -231,6 +231,17 @@ class RedisStorage:
         return cast(dict[bytes, bytes], await self.client.hgetall(name))
 
     async def _ping(self) -> bool:
+        """PING; on a cluster every primary (a prefix purge walks them all, so readiness must see each one)."""
+        if isinstance(self.client, RedisCluster):
+            cluster = self.client
+            # One command per node, every answer collected (redis-py's multi-node command leaves failed tasks behind).
+            answers = await asyncio.gather(
+                *(cluster.ping(target_nodes=node) for node in cluster.get_primaries()), return_exceptions=True
+            )
+            for answer in answers:
+                if isinstance(answer, BaseException):
+                    raise answer
+            return all(answers)
         return bool(await self.client.ping())
 
     async def _write(self, key: str, args: list[Any], tags: tuple[str, ...], seconds: int) -> int:

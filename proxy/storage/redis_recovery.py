@@ -11,7 +11,7 @@ probe (``CircuitBreaker.probed_by_owner``): no request is ever the probe. Every 
   degraded; only then does the breaker close, and readyz and the purge endpoint both see the store back. Any failure
   opens the breaker again, and what was not applied stays queued.
 - closed with invalidations pending (one failed without the breaker opening, or came in during the probe): they are
-  applied now.
+  applied now (after a failed replay, ``probe_every`` later).
 - every ``trim_every`` seconds, pooled connections idle for more than ``idle_timeout`` are closed, keeping the
   ``keep_idle`` most recently used (the pool shrinks back after a burst).
 
@@ -140,6 +140,7 @@ class Keeper:
         self._ping = ping
         self._replay = replay
         self._last_error_log: float | None = None
+        self._retry_at = 0.0  # loop time before which a failed replay is not tried again (breaker closed)
 
     async def run(self) -> None:
         """Probe, replay, trim, every tick, until cancelled; the breaker's probe is ours meanwhile."""
@@ -166,8 +167,11 @@ class Keeper:
         state = self.guard.breaker.state
         if state is BreakerState.OPEN and self.guard.breaker.begin_probe(self.upkeep.probe_every):
             await self.probe()
-        elif state is BreakerState.CLOSED and self.pending:
-            await self._tell(await self._apply_pending())
+        elif state is BreakerState.CLOSED and self.pending and asyncio.get_running_loop().time() >= self._retry_at:
+            replayed = await self._apply_pending()
+            if replayed is None:  # not again at the next tick: a Redis that is slow right now needs a moment
+                self._retry_at = asyncio.get_running_loop().time() + self.upkeep.probe_every
+            await self._tell(replayed)
 
     async def probe(self) -> None:
         """The half-open probe: stale connections out, PING, queued invalidations in; then close the breaker."""

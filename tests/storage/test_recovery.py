@@ -401,6 +401,7 @@ async def test_recovery_cluster_node_restart_purges_and_readiness_agree_within_5
     for purge in (store.delete_prefix("/during"), store.delete_prefix("/during/2")):
         with pytest.raises(InvalidationQueued):
             await purge
+    assert await store.ping() is False  # readiness sees every primary, as a prefix purge does
     await asyncio.to_thread(victim.restart)  # same port and nodes.conf: it rejoins with its slots
     back = time.monotonic()
     first_purge, disagreements = await purge_until_it_works(store, back)

@@ -110,13 +110,12 @@ def pool_counts(client: Client) -> PoolCounts:
 
 
 async def drop_idle(client: Client) -> int:
-    """Close every idle pooled connection (they reconnect on their next use); how many were connected.
+    """Remove every idle connection from the pool and close it (new ones are made on demand); how many went.
 
-    Before the breaker's probe after an outage: each was opened before the outage, or failed during it.
+    Before the breaker's probe after an outage: each was opened before the outage, or failed during it. They leave
+    the pool before they are closed, so no other task (a lease, a subscription) can take one being closed.
     """
-    stale = [conn for free, _ in _pools(client) for conn in list(free) if conn.is_connected]
-    await asyncio.gather(*(conn.disconnect() for conn in stale), return_exceptions=True)
-    return len(stale)
+    return await trim_idle(client, idle_for=float("-inf"), keep=0)
 
 
 async def trim_idle(client: Client, idle_for: float, keep: int) -> int:

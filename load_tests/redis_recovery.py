@@ -3,14 +3,14 @@ and do the two agree?
 
     python -m load_tests.redis_recovery --outage 20 --after 30 --workers 2
 
-It starts the soak's versioned origin, our own ``redis-server`` on a free port (never 6379) and ``python -m proxy
-serve --store redis://… --workers N``, sends steady traffic (GETs over many keys, so every worker opens a burst of
-pooled Redis connections), kills Redis for ``--outage`` seconds while a prefix purge is sent every second, starts it
-again on the same port, and then polls ``readyz`` and a prefix purge every ``--interval`` seconds for ``--after``
-seconds (several requests per poll, so each worker is asked). It prints, counted from Redis' return: the first
-successful purge, the first ``readyz`` ok, the last purge answered 503, and every poll where ``readyz`` said ok but a
-purge answered 503 (a disagreement). Exit status 1 when a purge failed more than ``--agree`` seconds after Redis
-returned (5 s by default, the issue's target).
+It starts the soak's versioned origin, our own ``redis-server`` on a free port (never 6379) and ``python -m proxy serve
+--store redis://… --workers N``, sends steady traffic (GETs over many keys) and during the warm-up a purge and a burst
+of ``--burst`` concurrent GETs every second (so every worker opens many pooled Redis connections), kills Redis for
+``--outage`` seconds while a prefix purge is sent every second, starts it again on the same port, and then polls
+``readyz`` and a prefix purge every ``--interval`` seconds for ``--after`` seconds (several requests per poll, so each
+worker is asked). It prints, counted from Redis' return: the first successful purge, the first ``readyz`` ok, the last
+purge answered 503, and every poll where ``readyz`` said ok but a purge answered 503 (a disagreement). Exit status 1
+when a purge failed more than ``--agree`` seconds after Redis returned (5 s by default, the issue's target).
 """
 
 from __future__ import annotations
@@ -111,9 +111,10 @@ async def run(config: argparse.Namespace) -> Outcome:
         try:
             async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
                 warm_until = time.monotonic() + config.warmup
-                while time.monotonic() < warm_until:  # broad purges run 32 scripts at once: a burst of connections
+                while time.monotonic() < warm_until:  # a purge, then a burst: many pooled Redis connections
                     with contextlib.suppress(httpx.HTTPError):
                         await http.post("/_cacheproxy/purge", json={"prefix": "/v/"})
+                        await asyncio.gather(*(http.get(f"/v/{n}") for n in range(config.burst)))
                     await asyncio.sleep(1.0)
                 redis.kill()
                 down = time.monotonic()
@@ -161,6 +162,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clients", type=int, default=8, help="concurrent GET clients (default 8)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of traffic before the kill (default 5)")
+    parser.add_argument("--burst", type=int, default=64, help="concurrent GETs each second of the warm-up (64)")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between polls (default 0.5)")
     parser.add_argument("--asks", type=int, default=3, help="readyz and purge requests per poll (default 3)")
     parser.add_argument("--soak-traffic", action="store_true", help="the soak's mixed clients instead of GETs")

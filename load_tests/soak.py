@@ -16,7 +16,9 @@ The checker holds every response against the origin's record (``Versions``):
 - ``too-old``: the version had been superseded for longer than the route's lifetime and stale windows allow;
 - ``write-lost``: a GET sent after a POST to the same key had answered returned a version older than the POST's;
 - ``private-leak`` / ``vary-leak``: a body made for another client, or for another variant;
-- ``unexpected-error``: a 5xx or a transport error outside a fault window (and not on the ``/fail/`` route).
+- ``unexpected-error``: a 5xx or a transport error outside a fault window (and not on the ``/fail/`` route);
+- ``purge-readiness``: from 5 s after Redis is back, ``readyz`` or an admin purge (asked side by side every quarter
+  second for 15 s) did not succeed.
 
 Process figures (RSS and open descriptors of the proxy's process tree, and its asyncio tasks from
 ``cacheproxy_asyncio_tasks``) are sampled through the run and again after ``--idle`` seconds without traffic; more than
@@ -38,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -91,6 +94,7 @@ class Report:
     samples: list[dict[str, float]] = field(default_factory=list)
     idle: dict[str, float] = field(default_factory=dict)
     origin_requests: int = 0
+    recovery: dict[str, float] = field(default_factory=dict)  # after Redis' return: seconds to ok (see agreement)
 
     def violate(self, kind: str, text: str) -> None:
         self.violations[kind] += 1
@@ -343,6 +347,7 @@ async def faults(
     if config.workers > 1:
         plan.append((0.5, "worker"))
     plan.append((0.7, "origin"))
+    probe: asyncio.Task[None] | None = None
     for share, kind in plan:
         await asyncio.sleep(max(0.0, started + share * duration - time.monotonic()))
         outage = min(20.0 if kind == "redis" else 10.0, duration / 6)
@@ -352,6 +357,7 @@ async def faults(
             redis.kill()
             await asyncio.sleep(outage)
             await asyncio.to_thread(redis.start)
+            probe = asyncio.create_task(agreement(proxy.url, checker.report, time.monotonic()))
         elif kind == "worker":
             workers = proxy.workers()
             if workers:
@@ -363,6 +369,46 @@ async def faults(
             await origin.start()
         window.end = time.monotonic()
         checker.report.faults.append(f"{kind} at {window.start - started:.0f}s for {window.end - window.start:.1f}s")
+    if probe is not None:
+        await probe
+
+
+AGREE_WITHIN = 5.0  # seconds after Redis is back by which readiness and the admin purge must both say ok
+
+
+async def agreement(proxy: str, report: Report, returned: float, span: float = 15.0) -> None:
+    """After Redis is back: ``readyz`` and an admin purge, asked side by side every quarter second for ``span``
+    seconds. From ``AGREE_WITHIN`` seconds on, both must succeed; each poll where they differ is counted."""
+    first_ok: dict[str, float] = {}
+    disagreed: list[float] = []
+    async with httpx.AsyncClient(base_url=proxy, timeout=5) as http:
+        while (since := time.monotonic() - returned) < span:
+            ready, purge = await asyncio.gather(
+                _status(http.get("/_cacheproxy/readyz")),
+                _status(http.post("/_cacheproxy/purge", json={"prefix": "/soak-probe/"})),
+            )
+            for name, ok in (("readyz", ready == 200), ("purge", purge == 200)):
+                if ok:
+                    first_ok.setdefault(name, since)
+                elif since >= AGREE_WITHIN:
+                    report.violate("purge-readiness", f"{name} answered {ready if name == 'readyz' else purge} "
+                                   f"{since:.1f}s after Redis was back")  # fmt: skip
+            if (ready == 200) != (purge == 200):
+                disagreed.append(since)
+            await asyncio.sleep(0.25)
+    report.recovery = {
+        "readyz_ok": first_ok.get("readyz", -1.0),
+        "purge_ok": first_ok.get("purge", -1.0),
+        "disagreements": float(len(disagreed)),
+        "last_disagreement": max(disagreed, default=-1.0),
+    }
+
+
+async def _status(request: Awaitable[httpx.Response]) -> int:
+    try:
+        return (await request).status_code
+    except httpx.HTTPError:
+        return 0
 
 
 async def sampler(proxy: ProxyProcess, report: Report, deadline: float) -> None:
@@ -451,6 +497,10 @@ def print_report(report: Report) -> None:
     for name in ("rss_mib", "fds", "tasks"):
         if name in first:
             print(f"{name:12} {first[name]:>10} {peak.get(name, '-'):>10} {report.idle.get(name, '-'):>10}")
+    if report.recovery:
+        r = report.recovery
+        print(f"after Redis returned: readyz ok at +{r['readyz_ok']:.2f}s, purge ok at +{r['purge_ok']:.2f}s, "
+              f"{r['disagreements']:.0f} polls disagreed (last at +{r['last_disagreement']:.2f}s)")  # fmt: skip
     total = sum(report.violations.values())
     print(f"violations: {total}" + (": " + dict(report.violations).__repr__() if total else ""))
     for example in report.examples:

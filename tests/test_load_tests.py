@@ -165,3 +165,17 @@ def test_soak_report_as_json_keeps_its_counts() -> None:
     assert out["statuses"] == {"200": 5}
     assert out["violations"] == {"too-old": 1}
     assert out["samples"] == [{"rss_mib": 50.0, "tasks": 6.0}]
+
+
+def test_peers_only_selects_kinds_and_servers_and_the_bare_app_always_runs() -> None:
+    from load_tests.peers import parse_only, selected
+
+    only = parse_only("bare, pass,reval,proxy")
+    assert only == ({"pass", "revalidate"}, {"proxy"})
+    assert selected("bare", "bare", only) and selected("pass", "proxy", only)
+    assert not selected("hit", "proxy", only) and not selected("pass", "nginx", only)
+    assert selected("pass", "baseline", only) and not selected("hit", "baseline", only)
+    assert selected("hit", "varnish", parse_only(None))
+    assert selected("pass", "nginx", parse_only("pass")) and not selected("hit", "nginx", parse_only("pass"))
+    with pytest.raises(SystemExit):
+        parse_only("pass,squid")

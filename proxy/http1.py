@@ -178,14 +178,15 @@ class Connection(asyncio.Protocol):
             self.length = int(values[lnames.index("content-length")])  # llhttp accepted it: digits, only one
         drop = HOP_BY_HOP.intersection(lnames)
         if not drop:
-            self.headers = Headers(zip(names, values, strict=True))
+            self.headers = Headers.with_lowered(tuple(zip(names, values, strict=True)), tuple(lnames))
             return ""
         fields = list(zip(lnames, names, values, strict=True))
         codings = ",".join([value for lname, _, value in fields if lname == "transfer-encoding"])
         if "connection" in drop:
             named = ",".join([value for lname, _, value in fields if lname == "connection"])
             drop = drop.union(token.strip().lower() for token in named.split(","))
-        self.headers = Headers([(name, value) for lname, name, value in fields if lname not in drop])
+        kept = [(lname, (name, value)) for lname, name, value in fields if lname not in drop]
+        self.headers = Headers.with_lowered(tuple([item for _, item in kept]), tuple([lname for lname, _ in kept]))
         return codings
 
     def _fail(self, exc: BaseException) -> None:

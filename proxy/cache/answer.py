@@ -107,8 +107,22 @@ class Answer:
         return None if self.upstream is None else self.upstream.elapsed
 
 
+# Rendered ``Cache-Status`` fields of the statuses without a ``ttl``: a bounded set of values (outcome, reason,
+# upstream status), each rendered once. Those with a ``ttl`` (stale answers) are rendered each time.
+STATUS_LINES_LIMIT = 1024
+_status_lines: dict[tuple[str, CacheStatus], tuple[bytes, bytes]] = {}
+
+
 def _status_pair(asked: Asked, status: CacheStatus) -> tuple[bytes, bytes]:
-    return (b"cache-status", status.line(asked.cache).encode("latin-1"))
+    if status.ttl is not None:
+        return (b"cache-status", status.line(asked.cache).encode("latin-1"))
+    memo = (asked.cache, status)
+    pair = _status_lines.get(memo)
+    if pair is None:
+        if len(_status_lines) >= STATUS_LINES_LIMIT:
+            _status_lines.clear()
+        pair = _status_lines[memo] = (b"cache-status", status.line(asked.cache).encode("latin-1"))
+    return pair
 
 
 def entry_answer(

@@ -105,10 +105,34 @@ class Directives:
 
 
 EMPTY = Directives()
+EMPTY_TARGETED = Directives(targeted=True)
+
+
+# Parsed one-line fields by value: an origin sends the same few Cache-Control values again and again. Bounded in
+# entries (emptied when full) and in the length of a value kept.
+MEMO_LIMIT = 1024
+MEMO_LENGTH = 256
+_parsed: dict[str, Directives] = {}
 
 
 def parse_directives(values: list[str], *, targeted: bool = False) -> Directives:
     """Parse every field line of a Cache-Control-like field into one ``Directives``."""
+    if not values:
+        return EMPTY_TARGETED if targeted else EMPTY
+    if len(values) == 1 and not targeted:
+        line = values[0]
+        found = _parsed.get(line)
+        if found is None:
+            found = _parse(values, targeted=False)
+            if len(line) <= MEMO_LENGTH:
+                if len(_parsed) >= MEMO_LIMIT:
+                    _parsed.clear()
+                _parsed[line] = found
+        return found
+    return _parse(values, targeted=targeted)
+
+
+def _parse(values: list[str], *, targeted: bool) -> Directives:
     items: dict[str, str | None] = {}
     for line in values:
         for member in split_list(line):

@@ -114,6 +114,8 @@ class Invalidations:
         return False
 
     def _trim(self) -> None:
+        if not self._records:
+            return
         oldest = min(self._running) if self._running else self._epoch
         while self._records and self._records[0][0] <= oldest:
             self._records.popleft()

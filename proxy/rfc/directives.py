@@ -168,8 +168,13 @@ def response_directives(headers: Headers, targets: tuple[str, ...] = CDN_TARGETS
     ignored; otherwise Cache-Control applies. A targeted field that is not a valid Structured Field Dictionary, or
     that gives a known directive the wrong type, counts as absent (RFC 9213 §2.1, ``proxy.rfc.targeted``).
     """
-    key = "response-directives" if targets is CDN_TARGETS else ("response-directives", targets)
-    return headers.derived(key, lambda h: _response_directives(h, targets))
+    if targets is CDN_TARGETS:
+        return headers.derived("response-directives", _cdn_response_directives)
+    return headers.derived(("response-directives", targets), lambda h: _response_directives(h, targets))
+
+
+def _cdn_response_directives(headers: Headers) -> Directives:
+    return _response_directives(headers, CDN_TARGETS)
 
 
 def _response_directives(headers: Headers, targets: tuple[str, ...]) -> Directives:

@@ -108,12 +108,12 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        found = self._lookup().get(name.lower())
+        found = (self._index or self._lookup()).get(name.lower())
         return found[0] if found else default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order (each field line is one element; no comma splitting)."""
-        found = self._lookup().get(name.lower())
+        found = (self._index or self._lookup()).get(name.lower())
         return list(found) if found else []
 
     def get_list(self, name: str) -> list[str]:
@@ -121,7 +121,7 @@ class Headers:
 
         Quoted strings are not split: ``a, "b, c"`` gives ``['a', '"b, c"']``.
         """
-        found = self._lookup().get(name.lower())
+        found = (self._index or self._lookup()).get(name.lower())
         if not found:
             return []
         out: list[str] = []
@@ -132,7 +132,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        return name.lower() in self._lookup()
+        return name.lower() in (self._index or self._lookup())
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -165,7 +165,7 @@ class Headers:
     def without_all(self, lowered: AbstractSet[str]) -> Headers:
         """A copy without any field whose lower-cased name is in ``lowered``; ``self`` when none is present (the
         common case costs one set check: callers keep their sets as constants)."""
-        if lowered.isdisjoint(self._lookup()):
+        if lowered.isdisjoint(self._index or self._lookup()):
             return self
         return self._kept([name not in lowered for name in self.lowered])
 

@@ -116,7 +116,7 @@ class UpstreamResponse:
         if conn.done and conn.buffered <= limit:  # the common case: the whole response came with its head
             self.body = conn.take() if conn.chunks else b""
             self._complete = True
-            await self.release()
+            self._release()
             return
         length = conn.length
         if length is not None and length > limit:
@@ -130,7 +130,7 @@ class UpstreamResponse:
                 elif conn.done:
                     self.body = bytes(buffered)
                     self._complete = True
-                    await self.release()
+                    self._release()
                     return
                 elif conn.error is not None:
                     raise conn.error
@@ -164,14 +164,16 @@ class UpstreamResponse:
                 with _mapped_errors(in_body=True):
                     await conn.wait(timeout)
         self._complete = True
-        await self.release()
+        self._release()
 
     async def release(self) -> None:
         """Give the connection back, or close it when the body was not fully read. Idempotent."""
-        if self._released:
-            return
-        self._released = True
-        self._upstream._give_back(self._conn)
+        self._release()
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._upstream._give_back(self._conn)
 
     def __del__(self) -> None:
         # Dropped unreleased: the connection is closed and its pool slot freed, so a slot can never leak for good.

@@ -87,11 +87,15 @@ class Processes:
     started: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = field(default_factory=list)
     directories: list[str] = field(default_factory=list)
 
-    def start(self, name: str, args: Sequence[str], *, cpu: int | None, ready_url: str | None = None) -> None:
+    def start(
+        self, name: str, args: Sequence[str], *, cpu: int | None, ready_url: str | None = None, root: Path = REPO
+    ) -> None:
+        """Start ``args`` from the source tree ``root`` (its working directory, first on ``PYTHONPATH``): another
+        checkout's proxy can run beside this one's."""
         log = tempfile.TemporaryFile(prefix=f"loadtest-{name}-")  # noqa: SIM115 (closed by stop_all)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEPROXY_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        proc = subprocess.Popen(pinned(cpu, args), stdout=log, stderr=log, cwd=REPO, env=env)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+        proc = subprocess.Popen(pinned(cpu, args), stdout=log, stderr=log, cwd=root, env=env)
         self.started.append((name, proc, log))
         if ready_url is not None:
             try:

@@ -35,6 +35,7 @@ from pathlib import Path
 from load_tests.common import (
     HOST,
     LOAD_CPU,
+    REPO,
     SERVER_CPU,
     Processes,
     WrkResult,
@@ -167,9 +168,17 @@ def start_varnish(procs: Processes, workdir: Path, origin_port: int, cpu: int | 
 
 
 def start_cacheproxy(
-    procs: Processes, name: str, upstream: str, cpu: int | None, *, access_log: bool, granian: bool = False
+    procs: Processes,
+    name: str,
+    upstream: str,
+    cpu: int | None,
+    *,
+    access_log: bool,
+    granian: bool = False,
+    root: Path = REPO,
 ) -> str:
-    """The proxy as users run it (``python -m proxy serve``), or the same app under granian."""
+    """The proxy as users run it (``python -m proxy serve``), or the same app under granian; ``root``: the source
+    tree to run it from (``--baseline``: another checkout, to compare two versions in one run)."""
     port = free_port()
     if granian:
         env = ["env", f"CACHEPROXY_UPSTREAM={upstream}", f"CACHEPROXY_ACCESS_LOG={int(access_log)}"]
@@ -178,7 +187,7 @@ def start_cacheproxy(
     else:
         args = [sys.executable, "-m", "proxy", "serve", "--upstream", upstream, "--host", HOST, "--port", str(port)]
         args += [] if access_log else ["--no-access-log"]
-    procs.start(name, args, cpu=cpu, ready_url=f"http://{HOST}:{port}/_cacheproxy/healthz")
+    procs.start(name, args, cpu=cpu, ready_url=f"http://{HOST}:{port}/_cacheproxy/healthz", root=root)
     return f"http://{HOST}:{port}"
 
 
@@ -193,6 +202,67 @@ def warm(target: Target) -> None:
         raise RuntimeError(f"{target.name} does not answer {target.url} from its cache: {seen!r}")
 
 
+KINDS = ("hit", "pass", "revalidate")
+SERVERS = ("proxy", "quiet", "nginx", "varnish", "granian", "baseline")
+ALIASES = {"reval": "revalidate", "cacheproxy": "proxy", "bare": ""}
+
+
+def parse_only(text: str | None) -> tuple[set[str], set[str]]:
+    """``--only``: the kinds and the servers to measure (an empty set: all of them). The bare app always runs."""
+    kinds: set[str] = set()
+    servers: set[str] = set()
+    for token in filter(None, (t.strip().lower() for t in (text or "").split(","))):
+        name = ALIASES.get(token, token)
+        if name in KINDS:
+            kinds.add(name)
+        elif name in SERVERS:
+            servers.add(name)
+        elif name:
+            raise SystemExit(f"--only: unknown {token!r}; kinds {', '.join(KINDS)}, servers {', '.join(SERVERS)}")
+    return kinds, servers
+
+
+def selected(kind: str, server: str, only: tuple[set[str], set[str]]) -> bool:
+    """Whether a row is measured. The baseline's rows go with this tree's default ones unless named themselves."""
+    kinds, servers = only
+    if server == "baseline" and "baseline" not in servers:
+        server = "proxy"
+    return kind == "bare" or ((not kinds or kind in kinds) and (not servers or server in servers))
+
+
+ROWS = (
+    ("cacheproxy hit, default (access log on)", "/cached", "hit", "proxy"),
+    ("cacheproxy hit, --no-access-log", "/cached", "hit", "quiet"),
+    ("nginx proxy_cache hit", "/cached", "hit", "nginx"),
+    ("Varnish hit", "/cached", "hit", "varnish"),
+    ("cacheproxy pass-through (no-store), default", "/pass", "pass", "proxy"),
+    ("cacheproxy pass-through, --no-access-log", "/pass", "pass", "quiet"),
+    ("nginx proxy_pass", "/pass", "pass", "nginx"),
+    ("Varnish return(pass)", "/pass", "pass", "varnish"),
+    ("cacheproxy revalidation (stale, origin 304), default", "/stale", "revalidate", "proxy"),
+    ("nginx proxy_cache_revalidate (origin 304)", "/stale", "revalidate", "nginx"),
+    ("cacheproxy hit under granian, default", "/cached", "hit", "granian"),
+    ("cacheproxy pass-through under granian, default", "/pass", "pass", "granian"),
+    ("baseline hit, default", "/cached", "hit", "baseline"),
+    ("baseline pass-through, default", "/pass", "pass", "baseline"),
+    ("baseline revalidation, default", "/stale", "revalidate", "baseline"),
+)
+KIND_OF_SERVER = {"bare": "bare", "proxy": "cacheproxy", "quiet": "cacheproxy", "granian": "cacheproxy",
+                  "baseline": "baseline"}  # fmt: skip
+
+
+def wanted_servers(args: argparse.Namespace) -> list[str]:
+    """The servers the selected rows need, in the order of ``ROWS``."""
+    only = parse_only(args.only)
+    present = {"granian": args.granian, "baseline": args.baseline is not None}
+    present["varnish"] = shutil.which("varnishd") is not None
+    wanted: list[str] = []
+    for _name, _path, kind, server in ROWS:
+        if present.get(server, True) and selected(kind, server, only) and server not in wanted:
+            wanted.append(server)
+    return wanted
+
+
 def start_all(procs: Processes, workdir: Path, args: argparse.Namespace) -> list[Target]:
     server, load = (None, None) if args.no_pin else (SERVER_CPU, LOAD_CPU)
     origin_dir = workdir / "origin"
@@ -204,48 +274,35 @@ def start_all(procs: Processes, workdir: Path, args: argparse.Namespace) -> list
         procs, "origin", origin_conf(origin_dir, origin_port), origin_dir, load, f"http://{HOST}:{origin_port}/pass"
     )
     origin = f"http://{HOST}:{origin_port}"
+    urls: dict[str, str] = {}
     pids: dict[str, int] = {}
 
-    def started(name: str, url: str) -> str:
+    def started(name: str, url: str) -> None:
         pids[name] = procs.started[-1][1].pid  # taskset and env exec the server: the same PID
-        return url
+        urls[name] = url
 
-    bare = started("bare", start_bare(procs, server))
-    proxy = started("proxy", start_cacheproxy(procs, "cacheproxy", origin, server, access_log=True))
-    quiet = started("quiet", start_cacheproxy(procs, "cacheproxy-quiet", origin, server, access_log=False))
-    nginx_dir = workdir / "nginx"
-    nginx_dir.mkdir()
-    nginx_port = free_port()
-    start_nginx(procs, "nginx", nginx_conf(nginx_dir, nginx_port, origin_port), nginx_dir, server,
-                f"http://{HOST}:{nginx_port}/pass")  # fmt: skip
-    nginx = started("nginx", f"http://{HOST}:{nginx_port}")
-    varnish = started("varnish", start_varnish(procs, workdir, origin_port, server)) if shutil.which("varnishd") else ""
-    rows = [
-        ("bare uvicorn app", bare + "/", "bare", "bare"),
-        ("cacheproxy hit, default (access log on)", proxy + "/cached", "hit", "proxy"),
-        ("cacheproxy hit, --no-access-log", quiet + "/cached", "hit", "quiet"),
-        ("nginx proxy_cache hit", nginx + "/cached", "hit", "nginx"),
-        ("Varnish hit", varnish + "/cached", "hit", "varnish"),
-        ("cacheproxy pass-through (no-store), default", proxy + "/pass", "pass", "proxy"),
-        ("cacheproxy pass-through, --no-access-log", quiet + "/pass", "pass", "quiet"),
-        ("nginx proxy_pass", nginx + "/pass", "pass", "nginx"),
-        ("Varnish return(pass)", varnish + "/pass", "pass", "varnish"),
-        ("cacheproxy revalidation (stale, origin 304), default", proxy + "/stale", "revalidate", "proxy"),
-        ("nginx proxy_cache_revalidate (origin 304)", nginx + "/stale", "revalidate", "nginx"),
-    ]
-    if args.granian:
-        fast = started("granian", start_cacheproxy(procs, "cacheproxy-granian", origin, server, access_log=True,
-                                                   granian=True))  # fmt: skip
-        rows += [
-            ("cacheproxy hit under granian, default", fast + "/cached", "hit", "granian"),
-            ("cacheproxy pass-through under granian, default", fast + "/pass", "pass", "granian"),
-        ]
-    kinds = {"bare": "bare", "proxy": "cacheproxy", "quiet": "cacheproxy", "granian": "cacheproxy"}
-    targets = [
-        Target(name, url, kind, kinds.get(server_name, server_name), pids[server_name])
-        for name, url, kind, server_name in rows
-        if server_name in pids
-    ]
+    started("bare", start_bare(procs, server))
+    for name in wanted_servers(args):
+        if name in ("proxy", "quiet", "granian", "baseline"):
+            root = Path(args.baseline).resolve() if name == "baseline" else REPO
+            url = start_cacheproxy(procs, f"cacheproxy-{name}", origin, server, access_log=name != "quiet",
+                                   granian=name == "granian", root=root)  # fmt: skip
+            started(name, url)
+        elif name == "nginx":
+            nginx_dir = workdir / "nginx"
+            nginx_dir.mkdir()
+            port = free_port()
+            start_nginx(procs, "nginx", nginx_conf(nginx_dir, port, origin_port), nginx_dir, server,
+                        f"http://{HOST}:{port}/pass")  # fmt: skip
+            started("nginx", f"http://{HOST}:{port}")
+        elif name == "varnish":
+            started("varnish", start_varnish(procs, workdir, origin_port, server))
+    only = parse_only(args.only)
+    targets = [Target("bare uvicorn app", urls["bare"] + "/", "bare", "bare", pids["bare"])]
+    for name, path, kind, server_name in ROWS:
+        if server_name in urls and selected(kind, server_name, only):
+            kind_of_server = KIND_OF_SERVER.get(server_name, server_name)
+            targets.append(Target(name, urls[server_name] + path, kind, kind_of_server, pids[server_name]))
     return targets
 
 
@@ -304,14 +361,45 @@ def goals(targets: Sequence[Target], medians: dict[str, WrkResult], cpu: dict[st
     return lines
 
 
+def per_round(targets: Sequence[Target], runs: dict[str, list[WrkResult]], cpu: dict[str, list[float]]) -> list[str]:
+    """Ratios taken round by round (each pair measured minutes apart at most): every cacheproxy row to the bare app,
+    and with ``--baseline`` this tree's default rows to the baseline's of the same kind, by req/s and by CPU."""
+    bare = targets[0].name
+    lines = []
+    for target in targets[1:]:
+        if target.server in ("cacheproxy", "baseline"):
+            paired = [r.rps / b.rps for b, r in zip(runs[bare], runs[target.name], strict=True)]
+            lines.append(f"{target.name} x bare per round: {', '.join(f'{p:.2f}' for p in paired)} "
+                         f"(median {statistics.median(paired):.2f})")  # fmt: skip
+    ours = {t.kind: t.name for t in reversed(targets) if t.server == "cacheproxy"}
+    for base in (t for t in targets if t.server == "baseline"):
+        mine = ours.get(base.kind)
+        if mine is None:
+            continue
+        rps = [m.rps / b.rps for b, m in zip(runs[base.name], runs[mine], strict=True)]
+        used = [b / m for b, m in zip(cpu[base.name], cpu[mine], strict=True) if m > 0]
+        lines.append(f"{base.kind}: this tree / baseline per round, req/s {', '.join(f'{r:.2f}' for r in rps)} "
+                     f"(median {statistics.median(rps):.2f}); baseline CPU per request / ours "
+                     f"{', '.join(f'{u:.2f}' for u in used)}")  # fmt: skip
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     wrk_arguments(parser)
     parser.set_defaults(duration=5.0, rounds=3)
     parser.add_argument("--granian", action="store_true", help="also run cacheproxy under granian")
+    parser.add_argument("--only", help="comma-separated kinds (hit, pass, revalidate) and/or servers (proxy, quiet, "
+                        "nginx, varnish, granian, baseline) to measure; the bare app always runs")  # fmt: skip
+    parser.add_argument("--baseline", metavar="DIR", help="also run the cacheproxy of another source tree (a "
+                        "checkout of main, say), default settings, to compare two versions in one run")  # fmt: skip
     args = parser.parse_args(argv)
     settings = settings_from(args)
-    missing = missing_tools(varnish=True, granian=args.granian)
+    parse_only(args.only)  # an unknown name stops here, before anything starts
+    if args.baseline is not None and not (Path(args.baseline) / "proxy" / "__main__.py").is_file():
+        raise SystemExit(f"--baseline: {args.baseline} is not a cacheproxy source tree")
+    only = parse_only(args.only)
+    missing = missing_tools(varnish=any(selected(k, "varnish", only) for k in KINDS), granian=args.granian)
     if missing:
         print("missing: " + "; ".join(missing), file=sys.stderr)
         if any(m.startswith(("wrk", "nginx", "granian")) for m in missing):
@@ -333,8 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(table(targets, medians, cpu)))
     print("\n".join(goals(targets, medians, cpu)))
     spread = {name: (min(r.rps for r in rs), max(r.rps for r in rs)) for name, rs in runs.items()}
-    paired = [r.rps / b.rps for b, r in zip(runs[targets[0].name], runs[targets[1].name], strict=True)]
-    print(f"hit/bare per round: {', '.join(f'{p:.2f}' for p in paired)} (median {statistics.median(paired):.2f})")
+    print("\n".join(per_round(targets, runs, cpu_runs)))
     payload = {"settings": settings, "rounds": args.rounds, "runs": runs, "medians": medians, "spread": spread,
                "cpu_us_per_request": cpu_runs}  # fmt: skip
     print(f"written: {write_result('peers', payload)}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 from urllib.parse import unquote, urlsplit
 
-from proxy.messages import HOP_BY_HOP, UNKEYED_FIELDS, Headers, RequestHead, as_forwarded, merged_via
+from proxy.messages import HOP_BY_HOP, UNKEYED_FIELDS, VIA, Headers, RequestHead, as_forwarded, merged_via
 
 # ``as_forwarded`` and ``UNKEYED_FIELDS`` live in ``proxy.messages`` (the cache and rules layers read them and may not
 # import the client layer); they are re-exported here, where what is sent upstream is built.
@@ -73,6 +73,13 @@ class Forwarding:
             raise ValueError(f"not an origin-form path: {request.path!r}")
         return self.prefix + wire(request.target)
 
+    def target(self, request: RequestHead) -> str:
+        """The upstream request-target (origin-form): the base path, then the client's path and query as received
+        (``wire`` not applied: see ``url``)."""
+        if not request.path.startswith("/"):
+            raise ValueError(f"not an origin-form path: {request.path!r}")
+        return self.base_path + request.target
+
     def headers(self, request: RequestHead, *, streamed: bool) -> Headers:
         """The end-to-end request fields to send upstream (RFC 9110 §7.6.1-§7.6.3), plus X-Forwarded-*.
 
@@ -83,31 +90,33 @@ class Forwarding:
         lets a proxy do so). ``Host`` is left to the client (the upstream's authority) unless ``preserve_host``.
         ``Content-Length`` is kept only for a streamed body, so the upstream is not sent chunked needlessly.
         """
+        return Headers([(wire(name), wire(value)) for name, value in self.fields(request, streamed=streamed)])
+
+    def fields(self, request: RequestHead, *, streamed: bool) -> list[tuple[str, str]]:
+        """``headers`` before ``wire``: the text as received (a client that sends only ASCII needs no ``wire``)."""
         fields = request.headers
-        named = fields.get_list("connection")
         drop = _DROP_STREAMED if streamed else _DROP
-        if named:
-            drop = drop | {name.lower() for name in named}
-        out: list[tuple[str, str]] = [("Host", wire(request.host))] if self.preserve_host else []
+        if "connection" in fields:
+            drop = drop | {name.lower() for name in fields.get_list("connection")}
+        out: list[tuple[str, str]] = [("Host", request.host)] if self.preserve_host else []
         via: list[str] = []
-        for name, value in fields:
-            lname = name.lower()
+        for lname, item in zip(fields.lowered, fields.items(), strict=True):
             if lname in drop or lname == "x-forwarded-for":
                 continue
             if lname == "via":
-                via.append(value)
+                via.append(item[1])
             else:
-                out.append((wire(name), wire(value)))
+                out.append(item)
         if self.credentials is not None and "authorization" not in fields:
             out.append(("Authorization", self.credentials))
-        out.append(("Via", wire(merged_via(via))))
+        out.append(("Via", merged_via(via) if via else VIA))
         # The chain a trusted peer vouched for, once, then the peer itself (proxy.trust; issue: no duplicate).
-        forwarded_for = list(request.forwarded_for)
+        forwarded_for = request.forwarded_for
         peer = request.peer or request.client
         if peer:
-            forwarded_for.append(peer)
+            forwarded_for = (*forwarded_for, peer)
         if forwarded_for:
-            out.append(("X-Forwarded-For", wire(", ".join(forwarded_for))))
+            out.append(("X-Forwarded-For", ", ".join(forwarded_for)))
         out.append(("X-Forwarded-Proto", request.scheme))
-        out.append(("X-Forwarded-Host", wire(request.host)))
-        return Headers(out)
+        out.append(("X-Forwarded-Host", request.host))
+        return out

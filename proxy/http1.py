@@ -177,15 +177,16 @@ class Connection(asyncio.Protocol):
         if "content-length" in lnames:
             self.length = int(values[lnames.index("content-length")])  # llhttp accepted it: digits, only one
         drop = HOP_BY_HOP.intersection(lnames)
-        if not drop:
-            self.headers = Headers(zip(names, values, strict=True))
-            return ""
-        fields = list(zip(lnames, names, values, strict=True))
-        codings = ",".join([value for lname, _, value in fields if lname == "transfer-encoding"])
-        if "connection" in drop:
-            named = ",".join([value for lname, _, value in fields if lname == "connection"])
-            drop = drop.union(token.strip().lower() for token in named.split(","))
-        self.headers = Headers([(name, value) for lname, name, value in fields if lname not in drop])
+        codings = ""
+        if drop:  # usually ``Connection: keep-alive`` alone: a few lines deleted in place
+            if "transfer-encoding" in drop:
+                codings = ",".join(_values_of("transfer-encoding", lnames, values))
+            if "connection" in drop:
+                named = ",".join(_values_of("connection", lnames, values))
+                drop = drop.union([token.strip().lower() for token in named.split(",")])
+            for i in reversed([i for i, lname in enumerate(lnames) if lname in drop]):
+                del names[i], values[i], lnames[i]
+        self.headers = Headers.with_lowered(tuple(zip(names, values, strict=True)), tuple(lnames))
         return codings
 
     def _fail(self, exc: BaseException) -> None:
@@ -244,6 +245,10 @@ class Connection(asyncio.Protocol):
     @property
     def reusable(self) -> bool:
         return self.done and not self.dirty and not self.closed and self.error is None and not self.chunks
+
+
+def _values_of(lname: str, lnames: list[str], values: list[str]) -> list[str]:
+    return [value for name, value in zip(lnames, values, strict=True) if name == lname]
 
 
 class Deadlines:

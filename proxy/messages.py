@@ -7,9 +7,10 @@ as on the wire (RFC 9110 §5.5), so every byte survives the round trip.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, KeysView
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TypeVar
 
 HeaderPairs = tuple[tuple[str, str], ...]
@@ -19,22 +20,34 @@ T = TypeVar("T")
 class Headers:
     """An immutable, ordered, case-insensitive, multi-valued header list.
 
-    Lookups go through an index by lower-cased name, built on first use; values derived from the fields (parsed
-    directives, say) can be kept with ``derived``. Both live as long as the object, which for a stored response
-    is as long as the entry: the hit path parses nothing twice.
+    Names are lower-cased once per object (``lowered``), when first needed, or never when whoever built it knew them
+    already: ASGI servers give lower-case names (``from_raw``) and the upstream client lower-cases a response head in
+    one call (``with_lowered``). Lookups go through an index by lower-cased name, built on first use; values derived
+    from the fields (parsed directives, say) can be kept with ``derived``. All of it lives as long as the object,
+    which for a stored response is as long as the entry: the hit path parses nothing twice.
     """
 
-    __slots__ = ("_derived", "_index", "_items")
+    __slots__ = ("_derived", "_index", "_items", "_lowered")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: HeaderPairs = tuple(items)
+        self._lowered: tuple[str, ...] | None = None
         self._index: dict[str, list[str]] | None = None
         self._derived: dict[object, object] | None = None
 
     @classmethod
+    def with_lowered(cls, items: HeaderPairs, lowered: tuple[str, ...]) -> Headers:
+        """``Headers(items)`` when the caller has the lower-cased names already (``lowered[i]`` is ``items[i]``'s)."""
+        headers = cls.__new__(cls)
+        headers._items = items
+        headers._lowered = lowered
+        headers._index = None
+        headers._derived = None
+        return headers
+
+    @classmethod
     def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
         """Build from ASGI-style byte pairs (whose names ASGI servers give lower-cased)."""
-        headers = cls()
         items: list[tuple[str, str]] = []
         index: dict[str, list[str]] = {}
         for k, v in raw:
@@ -46,21 +59,35 @@ class Headers:
                 index[name] = [value]
             else:
                 found.append(value)
-        headers._items = tuple(items)
-        if all(name == name.lower() for name in index):
+        headers = cls(items)
+        names = "\x00".join(index)
+        if names == names.lower():  # as ASGI asks: the names are their own lower-cased forms
+            headers._lowered = tuple([name for name, _ in headers._items])
             headers._index = index
         return headers
+
+    @property
+    def lowered(self) -> tuple[str, ...]:
+        """The lower-cased names, in order (``lowered[i]`` belongs to the i-th field line)."""
+        lowered = self._lowered
+        if lowered is None:
+            names = [k for k, _ in self._items]
+            lowered = tuple("\x00".join(names).lower().split("\x00"))  # one call for the whole head
+            if len(lowered) != len(names):  # a NUL inside a name (never from a parser): one at a time
+                lowered = tuple([name.lower() for name in names])
+            self._lowered = lowered
+        return lowered
 
     def _lookup(self) -> dict[str, list[str]]:
         index = self._index
         if index is None:
             index = {}
-            for k, v in self._items:
-                found = index.get(k.lower())
+            for name, (_, value) in zip(self.lowered, self._items, strict=True):
+                found = index.get(name)
                 if found is None:
-                    index[k.lower()] = [v]
+                    index[name] = [value]
                 else:
-                    found.append(v)
+                    found.append(value)
             self._index = index
         return index
 
@@ -77,16 +104,16 @@ class Headers:
 
     def raw(self) -> list[tuple[bytes, bytes]]:
         """ASGI-style byte pairs, names lower-cased as ASGI requires."""
-        return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self._items]
+        return [(k.encode("latin-1"), v.encode("latin-1")) for k, (_, v) in zip(self.lowered, self._items, strict=True)]
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        found = self._lookup().get(name.lower())
+        found = (self._index or self._lookup()).get(name.lower())
         return found[0] if found else default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order (each field line is one element; no comma splitting)."""
-        found = self._lookup().get(name.lower())
+        found = (self._index or self._lookup()).get(name.lower())
         return list(found) if found else []
 
     def get_list(self, name: str) -> list[str]:
@@ -94,15 +121,18 @@ class Headers:
 
         Quoted strings are not split: ``a, "b, c"`` gives ``['a', '"b, c"']``.
         """
+        found = (self._index or self._lookup()).get(name.lower())
+        if not found:
+            return []
         out: list[str] = []
-        for value in self.get_all(name):
+        for value in found:
             out.extend(split_list(value))
         return out
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        return name.lower() in self._lookup()
+        return name.lower() in (self._index or self._lookup())
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -124,42 +154,58 @@ class Headers:
     def items(self) -> HeaderPairs:
         return self._items
 
-    def names(self) -> set[str]:
-        """The lower-cased names present."""
-        return set(self._lookup())
+    def names(self) -> KeysView[str]:
+        """The lower-cased names present (a live view of the index: no copy)."""
+        return self._lookup().keys()
 
     def without(self, *names: str) -> Headers:
         """A copy without any field named in ``names`` (case-insensitive)."""
-        drop = {n.lower() for n in names}
-        if drop.isdisjoint(self._lookup()):
+        return self.without_all({n.lower() for n in names})
+
+    def without_all(self, lowered: AbstractSet[str]) -> Headers:
+        """A copy without any field whose lower-cased name is in ``lowered``; ``self`` when none is present (the
+        common case costs one set check: callers keep their sets as constants)."""
+        if lowered.isdisjoint(self._index or self._lookup()):
             return self
-        return Headers((k, v) for k, v in self._items if k.lower() not in drop)
+        return self._kept([name not in lowered for name in self.lowered])
+
+    def only(self, lowered: AbstractSet[str]) -> Headers:
+        """A copy with only the fields whose lower-cased name is in ``lowered``, in their order."""
+        return self._kept([name in lowered for name in self.lowered])
+
+    def _kept(self, keep: list[bool]) -> Headers:
+        pairs = zip(self.lowered, self._items, keep, strict=True)
+        kept = [(name, item) for name, item, wanted in pairs if wanted]
+        return Headers.with_lowered(tuple([item for _, item in kept]), tuple([name for name, _ in kept]))
 
     def with_(self, name: str, value: str) -> Headers:
         """A copy where ``name`` has exactly one value, placed where the first old one was (or at the end)."""
         lname = name.lower()
         out: list[tuple[str, str]] = []
+        lowered: list[str] = []
         placed = False
-        for k, v in self._items:
-            if k.lower() == lname:
+        for low, item in zip(self.lowered, self._items, strict=True):
+            if low == lname:
                 if not placed:
                     out.append((name, value))
+                    lowered.append(lname)
                     placed = True
                 continue
-            out.append((k, v))
+            out.append(item)
+            lowered.append(low)
         if not placed:
             out.append((name, value))
-        return Headers(out)
+            lowered.append(lname)
+        return Headers.with_lowered(tuple(out), tuple(lowered))
 
     def adding(self, name: str, value: str) -> Headers:
         """A copy with one more field line at the end."""
-        return Headers((*self._items, (name, value)))
+        return Headers.with_lowered((*self._items, (name, value)), (*self.lowered, name.lower()))
 
     def merged(self, updates: Headers) -> Headers:
         """A copy where every field named in ``updates`` is replaced by all of its values there."""
-        names = updates.names()
-        kept = [(k, v) for k, v in self._items if k.lower() not in names]
-        return Headers((*kept, *updates.items()))
+        kept = self.without_all(updates.names())
+        return Headers.with_lowered((*kept.items(), *updates.items()), (*kept.lowered, *updates.lowered))
 
 
 def split_list(value: str) -> list[str]:
@@ -240,6 +286,8 @@ FIELD_OVERHEAD = 440
 ENTRY_OVERHEAD = 2048
 # Fields the cache recomputes (Age) or keeps to itself (the origin's purge tags).
 HIDDEN_FIELDS = frozenset({"age", "surrogate-key", "cache-tag"})
+_SPECIAL_SERVED = HIDDEN_FIELDS | {"via", "content-length"}  # the names ``serving_headers`` does more than copy
+_VIA_ALONE = VIA.encode("latin-1")
 
 
 def serving_headers(headers: Headers, body_length: int | None) -> list[tuple[bytes, bytes]]:
@@ -247,19 +295,18 @@ def serving_headers(headers: Headers, body_length: int | None) -> list[tuple[byt
     out: list[tuple[bytes, bytes]] = []
     via: list[str] = []
     has_length = False
-    for name, value in headers:
-        lname = name.lower()
-        if lname in HIDDEN_FIELDS:
-            continue
-        if lname == "via":
-            via.append(value)
-            continue
-        if lname == "content-length":
-            has_length = True
+    for lname, (_, value) in zip(headers.lowered, headers.items(), strict=True):
+        if lname in _SPECIAL_SERVED:
+            if lname in HIDDEN_FIELDS:
+                continue
+            if lname == "via":
+                via.append(value)
+                continue
+            has_length = True  # content-length
         out.append((lname.encode("latin-1"), value.encode("latin-1")))
     if body_length is not None and not has_length:
         out.append((b"content-length", str(body_length).encode()))
-    out.append((b"via", merged_via(via).encode("latin-1")))
+    out.append((b"via", merged_via(via).encode("latin-1") if via else _VIA_ALONE))
     return out
 
 
@@ -308,9 +355,16 @@ def as_forwarded(request: RequestHead, passed: frozenset[str] = frozenset()) -> 
     The same object comes back when nothing is removed (the common case costs one set check).
     """
     fields = request.headers
-    drop = {*HOP_BY_HOP, *(name.lower() for name in fields.get_list("connection")), *(_UNKEYED - passed)}
-    kept = fields.without(*drop)
+    drop = _not_forwarded(passed)
+    if "connection" in fields:
+        drop = drop.union([name.lower() for name in fields.get_list("connection")])
+    kept = fields.without_all(drop)
     return request if kept is fields else replace(request, headers=kept)
+
+
+@lru_cache(maxsize=256)  # one set per route's ``pass_headers`` (a bounded, configured set of values)
+def _not_forwarded(passed: frozenset[str]) -> frozenset[str]:
+    return HOP_BY_HOP | (_UNKEYED - passed)
 
 
 @dataclass(frozen=True, slots=True)

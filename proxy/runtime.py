@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -79,6 +80,28 @@ def open_origin(settings: Settings, clock: Clock) -> OriginClient:
     return Upstream(config, clock)
 
 
+_settled = False
+
+
+def settle_heap() -> None:
+    """Leave what the process holds at start-up (modules, the app, the rules) out of the cyclic collector's work, and
+    run its youngest generation less often.
+
+    Those objects live as long as the process, yet every full collection walked them all (about 20 ms a time, every
+    few thousand requests, a pause each client in flight waited out: pass-through p99 was 2 to 3 times higher).
+    ``gc.freeze`` moves them to a permanent generation. The first generation was collected every 700 net container
+    allocations, a few dozen requests apart, each time walking the objects of every request in flight; at 10,000 a
+    collection comes every few hundred requests (the garbage cycles waiting meanwhile are requests' leftovers, a few
+    MiB at most). Done once per process: a test run starting many apps freezes only what the first one found.
+    """
+    global _settled
+    if not _settled:
+        _settled = True
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(10_000, 10, 10)
+
+
 @dataclass
 class Runtime:
     """Everything one worker runs on; the edge and the admin surface read it."""
@@ -125,9 +148,10 @@ class Runtime:
         self.abilities[name] = abilities_of(store)
 
     async def start(self) -> None:
-        """The lifespan's start: set the allocator, connect, prepare the stores, watch the rules, report the counts of
-        rate-limited failure lines, flush the metrics."""
+        """The lifespan's start: set the allocator and the collector, connect, prepare the stores, watch the rules,
+        report the counts of rate-limited failure lines, flush the metrics."""
         set_mmap_threshold(self.settings.mmap_threshold)  # in each worker: it is a setting of the process (proxy.heap)
+        settle_heap()
         await self.origin.start()
         for ability in self.abilities.values():
             if ability.startable is not None:

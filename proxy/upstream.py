@@ -32,7 +32,7 @@ from proxy.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
-from proxy.forwarding import Forwarding
+from proxy.forwarding import Forwarding, wire
 from proxy.http1 import PARSE_ERRORS, Connection, Deadlines, Pool
 from proxy.messages import Headers, RequestHead, ResponseHead
 
@@ -116,7 +116,7 @@ class UpstreamResponse:
         if conn.done and conn.buffered <= limit:  # the common case: the whole response came with its head
             self.body = conn.take() if conn.chunks else b""
             self._complete = True
-            await self.release()
+            self._release()
             return
         length = conn.length
         if length is not None and length > limit:
@@ -130,7 +130,7 @@ class UpstreamResponse:
                 elif conn.done:
                     self.body = bytes(buffered)
                     self._complete = True
-                    await self.release()
+                    self._release()
                     return
                 elif conn.error is not None:
                     raise conn.error
@@ -164,14 +164,16 @@ class UpstreamResponse:
                 with _mapped_errors(in_body=True):
                     await conn.wait(timeout)
         self._complete = True
-        await self.release()
+        self._release()
 
     async def release(self) -> None:
         """Give the connection back, or close it when the body was not fully read. Idempotent."""
-        if self._released:
-            return
-        self._released = True
-        self._upstream._give_back(self._conn)
+        self._release()
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._upstream._give_back(self._conn)
 
     def __del__(self) -> None:
         # Dropped unreleased: the connection is closed and its pool slot freed, so a slot can never leak for good.
@@ -208,8 +210,6 @@ class Upstream:
         # Forwarding takes the configured URL apart: its origin never carries userinfo, whose credentials it sends
         # as this origin's ``Authorization: Basic`` (RFC 7617) when the client sent none.
         self._forwarding = Forwarding(config.url, preserve_host=config.preserve_host)
-        self._origin = self._forwarding.origin
-        self._prefix = self._forwarding.prefix
         self._tls: ssl.SSLContext | None = None
         if parts.scheme == "https":
             self._tls = ssl.create_default_context(cafile=config.ca_file)
@@ -306,23 +306,27 @@ class Upstream:
     def _head_bytes(self, request: RequestHead, body: bytes | AsyncIterator[bytes] | None) -> bytes:
         """The request line and fields as sent: the target and fields ``Forwarding`` chose, plus Host and framing."""
         streamed = body is not None and not isinstance(body, bytes)
-        target = self._forwarding.url(request)[len(self._origin) :] or "/"
-        fields = self._forwarding.headers(request, streamed=streamed).items()
-        # Only Host and Content-Length are looked for below: the rest need no lower-casing.
-        seen = {name.lower() for name, _ in fields if name[0] in "HhCc"}
-        head = [f"{request.method} {target} HTTP/1.1\r\n"]
-        if "host" not in seen:
+        forwarding = self._forwarding
+        fields = forwarding.fields(request, streamed=streamed)
+        head = [f"{request.method} {forwarding.target(request)} HTTP/1.1\r\n"]
+        if not forwarding.preserve_host:  # else Forwarding sent the client's Host (the only way one is forwarded)
             head.append(self._host_line)
         head += [f"{name}: {value}\r\n" for name, value in fields]
         if streamed:
-            if "content-length" not in seen:
+            if not any(name.lower() == "content-length" for name, _ in fields):
                 head.append("Transfer-Encoding: chunked\r\n")
         elif isinstance(body, bytes) and body:
             head.append(f"Content-Length: {len(body)}\r\n")
         elif request.method in _LENGTH_METHODS:
             head.append("Content-Length: 0\r\n")
         head.append("\r\n")
-        return "".join(head).encode("utf-8")  # Forwarding's ``wire`` made the received bytes UTF-8 text
+        text = "".join(head)
+        if not text.isascii():  # the received bytes go out as they came: ``wire`` the target, names and values
+            head[0] = f"{request.method} {forwarding.base_path}{wire(request.target)} HTTP/1.1\r\n"
+            first = 1 if forwarding.preserve_host else 2
+            head[first : first + len(fields)] = [f"{wire(name)}: {wire(value)}\r\n" for name, value in fields]
+            text = "".join(head)
+        return text.encode("utf-8")
 
     async def send(
         self,

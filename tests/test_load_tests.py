@@ -36,7 +36,7 @@ Transfer/sec:      8.10MB
     "module",
     ["load_tests.common", "load_tests.origin_app", "load_tests.bare_app", "load_tests.bench_proxy",
      "load_tests.bench_stores", "load_tests.stampede", "load_tests.client_ceiling", "load_tests.peers",
-     "load_tests.slow_heads", "load_tests.redis_recovery"],
+     "load_tests.slow_heads", "load_tests.redis_recovery", "load_tests.app_cpu"],
 )  # fmt: skip
 def test_load_test_modules_import(module: str) -> None:
     assert importlib.import_module(module).__doc__
@@ -165,3 +165,26 @@ def test_soak_report_as_json_keeps_its_counts() -> None:
     assert out["statuses"] == {"200": 5}
     assert out["violations"] == {"too-old": 1}
     assert out["samples"] == [{"rss_mib": 50.0, "tasks": 6.0}]
+
+
+def test_peers_only_selects_kinds_and_servers_and_the_bare_app_always_runs() -> None:
+    from load_tests.peers import parse_only, selected
+
+    only = parse_only("bare, pass,reval,proxy")
+    assert only == ({"pass", "revalidate"}, {"proxy"})
+    assert selected("bare", "bare", only) and selected("pass", "proxy", only)
+    assert not selected("hit", "proxy", only) and not selected("pass", "nginx", only)
+    assert selected("pass", "baseline", only) and not selected("hit", "baseline", only)
+    assert selected("hit", "varnish", parse_only(None))
+    assert selected("pass", "nginx", parse_only("pass")) and not selected("hit", "nginx", parse_only("pass"))
+    with pytest.raises(SystemExit):
+        parse_only("pass,squid")
+
+
+def test_app_cpu_drives_the_app_with_the_scope_uvicorn_makes_for_wrk() -> None:
+    from load_tests.app_cpu import scope_for
+
+    scope = scope_for("/pass")
+    assert (scope["method"], scope["path"], scope["raw_path"]) == ("GET", "/pass", b"/pass")
+    assert scope["http_version"] == "1.1"
+    assert scope["headers"] == [(b"host", b"127.0.0.1:8080")]

@@ -394,12 +394,7 @@ def is_storable(answer: Answer) -> bool:
     """True when the answer came from the cache or its response was stored (``stored`` in Cache-Status)."""
     if answer.outcome in FROM_CACHE:
         return True
-    if answer.outcome is not CacheOutcome.MISS:
-        return False
-    for name, value in answer.headers:
-        if name == b"cache-status":
-            return any(part.strip() == b"stored" for part in value.split(b";"))
-    return False
+    return answer.outcome is CacheOutcome.MISS and answer.cache_status.stored
 
 
 def build_observer(runtime: Runtime) -> AdminObserver:

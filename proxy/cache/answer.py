@@ -107,8 +107,22 @@ class Answer:
         return None if self.upstream is None else self.upstream.elapsed
 
 
+# Rendered ``Cache-Status`` fields of the statuses without a ``ttl``: a bounded set of values (outcome, reason,
+# upstream status), each rendered once. Those with a ``ttl`` (stale answers) are rendered each time.
+STATUS_LINES_LIMIT = 1024
+_status_lines: dict[tuple[str, CacheStatus], tuple[bytes, bytes]] = {}
+
+
 def _status_pair(asked: Asked, status: CacheStatus) -> tuple[bytes, bytes]:
-    return (b"cache-status", status.line(asked.cache).encode("latin-1"))
+    if status.ttl is not None:
+        return (b"cache-status", status.line(asked.cache).encode("latin-1"))
+    memo = (asked.cache, status)
+    pair = _status_lines.get(memo)
+    if pair is None:
+        if len(_status_lines) >= STATUS_LINES_LIMIT:
+            _status_lines.clear()
+        pair = _status_lines[memo] = (b"cache-status", status.line(asked.cache).encode("latin-1"))
+    return pair
 
 
 def entry_answer(
@@ -145,7 +159,7 @@ def entry_answer(
 
 
 # RFC 9110 §15.3.7: a 206 carries the stored fields but describes its own content.
-_PARTIAL_DROPS = ("content-length", "content-range", "content-type")
+_PARTIAL_DROPS = frozenset({"content-length", "content-range", "content-type"})
 # RFC 9110 §15.5.17: a 416 describes no content of the representation.
 _UNSATISFIABLE_KEEPS = frozenset({"date", "cache-control", "expires", "etag", "last-modified", "vary"})
 
@@ -166,10 +180,10 @@ def range_reply(
     """The status, fields and content answering a Range request from a stored body that starts at byte ``offset``
     of the representation (RFC 9110 §14)."""
     if isinstance(plan, NotSatisfiable):
-        kept = Headers((k, v) for k, v in headers if k.lower() in _UNSATISFIABLE_KEEPS)
+        kept = headers.only(_UNSATISFIABLE_KEEPS)
         return 416, serving_headers(kept.adding("Content-Range", plan.content_range), 0), b""
     content_type = headers.get("content-type")
-    base = headers.without(*_PARTIAL_DROPS)
+    base = headers.without_all(_PARTIAL_DROPS)
     if len(plan.parts) == 1:
         part = plan.parts[0]
         fields = base.adding("Content-Range", part.content_range)
@@ -227,6 +241,9 @@ def response_answer(
     )
 
 
+_PRECONDITION_FAILED_KEEPS = frozenset({"etag", "last-modified", "date"})
+
+
 def precondition_failed_answer(
     asked: Asked,
     head: ResponseHead,
@@ -239,7 +256,7 @@ def precondition_failed_answer(
 ) -> Answer:
     """``412`` in place of ``head`` (RFC 9110 §15.5.13): its validators and Date, no content. No caching fields:
     a 412 is not heuristically cacheable, and a cache in front must never store one for the URL."""
-    fields = Headers((k, v) for k, v in head.headers if k.lower() in ("etag", "last-modified", "date"))
+    fields = head.headers.only(_PRECONDITION_FAILED_KEEPS)
     return Answer(
         412,
         [*serving_headers(fields, 0), *added],

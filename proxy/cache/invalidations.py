@@ -83,14 +83,17 @@ class Invalidations:
 
     def begin(self, now: float) -> Fence:
         """A fetch starts: its fence. Every ``begin`` is matched by one ``end``."""
-        self._running[self._epoch] += 1
+        running = self._running
+        running[self._epoch] = running.get(self._epoch, 0) + 1  # not ``+= 1``: Counter's __missing__ is Python
         return Fence(self, self._epoch, now)
 
     def end(self, fence: Fence) -> None:
         """A fetch ended: records that no running fetch is older than are dropped."""
-        self._running[fence.epoch] -= 1
-        if self._running[fence.epoch] <= 0:
-            del self._running[fence.epoch]
+        left = self._running.get(fence.epoch, 0) - 1
+        if left > 0:
+            self._running[fence.epoch] = left
+        else:
+            self._running.pop(fence.epoch, None)
         self._trim()
 
     def record(self, covered: Covered) -> int:
@@ -114,6 +117,8 @@ class Invalidations:
         return False
 
     def _trim(self) -> None:
+        if not self._records:
+            return
         oldest = min(self._running) if self._running else self._epoch
         while self._records and self._records[0][0] <= oldest:
             self._records.popleft()

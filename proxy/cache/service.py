@@ -232,7 +232,10 @@ class CacheService:
             return await self.fetcher.fetch(job, decision, flight, store_it)
 
         try:
-            fetched = await run_detached(work, self.tasks) if flight is not None else await work()
+            if flight is not None:
+                fetched = await run_detached(work, self.tasks)
+            else:
+                fetched = await self.fetcher.fetch(job, decision, flight, store_it)
         except UpstreamError as error:
             return self.replies.failed(asked, decision, error)
         if fetched.error_status and (stale := stand_in(decision)) is not None:

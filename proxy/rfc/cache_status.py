@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 import string
+from functools import lru_cache
 
 from proxy.rfc.decisions import Fwd
 
@@ -22,6 +23,7 @@ def _sf_string(value: str) -> str:
     return f'"{escaped}"'
 
 
+@lru_cache(maxsize=256)  # the cache's name and the ``detail`` reasons: a handful of values
 def _token_or_string(value: str) -> str:
     return value if _TOKEN.fullmatch(value) else _sf_string(value)
 

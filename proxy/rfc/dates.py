@@ -47,6 +47,15 @@ def _full_year(two_digits: int, now: float | None) -> int:
     return year
 
 
+# Parsed dates by field value. A response's ``Date`` repeats for a second and its ``Last-Modified`` for as long as the
+# resource lasts, so most values have been parsed before. The memo only holds values short enough to be dates (and the
+# result of a value does not depend on ``now`` unless it is in the RFC 850 form, which is never kept); it is emptied
+# when full, so it stays within ``MEMO_LIMIT`` entries of at most ``MEMO_LENGTH`` characters.
+MEMO_LIMIT = 1024
+MEMO_LENGTH = 40
+_parsed: dict[str, float | None] = {}
+
+
 def parse_http_date(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds since the epoch for an HTTP-date in one of the three forms, or ``None`` when invalid or absent.
 
@@ -54,17 +63,31 @@ def parse_http_date(value: str | None, *, now: float | None = None) -> float | N
     """
     if not value:
         return None
+    try:
+        return _parsed[value]
+    except KeyError:
+        pass
     text = value.strip(" \t")
+    parsed = None
+    rfc850 = False
     for form in _FORMS:
         match = form.fullmatch(text)
         if match is not None:
+            rfc850 = form is _RFC850
+            parsed = _epoch(match, rfc850, now)
             break
-    else:
-        return None
+    if not rfc850 and len(value) <= MEMO_LENGTH:
+        if len(_parsed) >= MEMO_LIMIT:
+            _parsed.clear()
+        _parsed[value] = parsed
+    return parsed
+
+
+def _epoch(match: re.Match[str], two_digit_year: bool, now: float | None) -> float | None:
     year = int(match["year"])
-    if form is _RFC850:
+    if two_digit_year:
         year = _full_year(year, now)
-    day, hour, minute, second = (int(match[n]) for n in ("day", "hour", "minute", "second"))
+    day, hour, minute, second = int(match["day"]), int(match["hour"]), int(match["minute"]), int(match["second"])
     month = _MONTHS.index(match["month"]) + 1
     if hour > 23 or minute > 59 or second > 60:
         return None

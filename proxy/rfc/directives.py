@@ -105,10 +105,34 @@ class Directives:
 
 
 EMPTY = Directives()
+EMPTY_TARGETED = Directives(targeted=True)
+
+
+# Parsed one-line fields by value: an origin sends the same few Cache-Control values again and again. Bounded in
+# entries (emptied when full) and in the length of a value kept.
+MEMO_LIMIT = 1024
+MEMO_LENGTH = 256
+_parsed: dict[str, Directives] = {}
 
 
 def parse_directives(values: list[str], *, targeted: bool = False) -> Directives:
     """Parse every field line of a Cache-Control-like field into one ``Directives``."""
+    if not values:
+        return EMPTY_TARGETED if targeted else EMPTY
+    if len(values) == 1 and not targeted:
+        line = values[0]
+        found = _parsed.get(line)
+        if found is None:
+            found = _parse(values, targeted=False)
+            if len(line) <= MEMO_LENGTH:
+                if len(_parsed) >= MEMO_LIMIT:
+                    _parsed.clear()
+                _parsed[line] = found
+        return found
+    return _parse(values, targeted=targeted)
+
+
+def _parse(values: list[str], *, targeted: bool) -> Directives:
     items: dict[str, str | None] = {}
     for line in values:
         for member in split_list(line):
@@ -144,8 +168,13 @@ def response_directives(headers: Headers, targets: tuple[str, ...] = CDN_TARGETS
     ignored; otherwise Cache-Control applies. A targeted field that is not a valid Structured Field Dictionary, or
     that gives a known directive the wrong type, counts as absent (RFC 9213 §2.1, ``proxy.rfc.targeted``).
     """
-    key = "response-directives" if targets is CDN_TARGETS else ("response-directives", targets)
-    return headers.derived(key, lambda h: _response_directives(h, targets))
+    if targets is CDN_TARGETS:
+        return headers.derived("response-directives", _cdn_response_directives)
+    return headers.derived(("response-directives", targets), lambda h: _response_directives(h, targets))
+
+
+def _cdn_response_directives(headers: Headers) -> Directives:
+    return _response_directives(headers, CDN_TARGETS)
 
 
 def _response_directives(headers: Headers, targets: tuple[str, ...]) -> Directives:

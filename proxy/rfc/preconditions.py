@@ -31,6 +31,8 @@ def precondition_failed(request: RequestHead, head: ResponseHead) -> bool:
         return False
     if "if-match" in request.headers:
         return not _if_match_holds(request.headers.get_list("if-match"), head)
+    if "if-unmodified-since" not in request.headers:
+        return False
     since = date_field(request.headers, "if-unmodified-since", now=date_field(head.headers, "date"))
     modified = date_field(head.headers, "last-modified")
     return since is not None and modified is not None and modified > since

@@ -86,14 +86,20 @@ class _Case:
         return self.response.unqualified("no-cache")
 
 
+# The verdicts that carry nothing of the request (frozen values: one of each serves every request).
+_URI_MISS = Forward(Fwd.URI_MISS, Reason.NOT_STORED)
+_VARY_MISS = Forward(Fwd.VARY_MISS, Reason.VARY_MISMATCH)
+_AUTHORIZATION_MISS = Forward(Fwd.MISS, Reason.AUTHORIZATION)
+
+
 def _lookup(request: RequestHead, candidates: Sequence[Entry]) -> Entry | Forward:
     if not candidates:
-        return Forward(Fwd.URI_MISS, Reason.NOT_STORED)
+        return _URI_MISS
     entry = select_variant(request, candidates)
     if entry is None:
-        return Forward(Fwd.VARY_MISS, Reason.VARY_MISMATCH)
+        return _VARY_MISS
     if "authorization" in request.headers and not entry.authorized:
-        return Forward(Fwd.MISS, Reason.AUTHORIZATION)
+        return _AUTHORIZATION_MISS
     if is_partial(entry) and not covers(entry, request):
         return Forward(Fwd.PARTIAL, Reason.PARTIAL, partial=entry, range=narrowed(entry, request))
     return entry

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from proxy.messages import HOP_BY_HOP, Entry, Headers, RequestHead, ResponseHead
+from proxy.messages import HOP_BY_HOP, Entry, RequestHead, ResponseHead
 from proxy.rfc.dates import date_field, format_http_date, parse_http_date
 
 # RFC 9110 §13.1: the request preconditions a client may send.
@@ -20,6 +20,11 @@ CONDITIONALS: tuple[str, ...] = (
     "if-unmodified-since",
     "if-range",
 )
+
+_CONDITIONALS = frozenset(CONDITIONALS)
+_RANGE_CONDITIONALS = _CONDITIONALS - {"if-range"}  # If-Range stays with the Range it guards
+_CONDITIONALS_AND_RANGE = _CONDITIONALS | {"range"}
+_AGE = frozenset({"age"})
 
 # RFC 9111 §3.1 (hop-by-hop and proxy-specific fields) and §3.2 (Content-Length, and fields the stored body
 # depends on): a 304 never replaces these in the stored response.
@@ -93,8 +98,7 @@ def strip_conditionals(request: RequestHead) -> RequestHead:
     ``If-Range`` stays when a ``Range`` is forwarded: it is what makes the range safe to answer (RFC 9110 §13.1.5),
     and a 206 is not stored anyway.
     """
-    dropped = CONDITIONALS if "range" not in request.headers else tuple(n for n in CONDITIONALS if n != "if-range")
-    headers = request.headers.without(*dropped)
+    headers = request.headers.without_all(_CONDITIONALS if "range" not in request.headers else _RANGE_CONDITIONALS)
     return request if headers is request.headers else replace(request, headers=headers)
 
 
@@ -106,7 +110,7 @@ def conditional_request(request: RequestHead, entry: Entry) -> RequestHead:
     method is GET, since a HEAD is answered from the stored GET response. A client's ``Range`` is not sent: the
     cache wants the whole response (or a 304) to refresh the entry, and cuts the range from it (``proxy.rfc.ranges``).
     """
-    headers = request.headers.without(*CONDITIONALS, "range")
+    headers = request.headers.without_all(_CONDITIONALS_AND_RANGE)
     etag = _etag(entry.head)
     if etag is not None:
         headers = headers.adding("If-None-Match", etag.strip())
@@ -187,8 +191,8 @@ def merge_304(stored: ResponseHead, not_modified: ResponseHead, *, received: flo
     """
     connection = {n.lower() for n in not_modified.headers.get_list("connection")}
     skip = _NOT_UPDATED | connection
-    updates = Headers((k, v) for k, v in not_modified.headers if k.lower() not in skip)
-    headers = stored.headers.without("age").merged(updates)
+    updates = not_modified.headers.without_all(skip)
+    headers = stored.headers.without_all(_AGE).merged(updates)
     if "date" not in updates:
         headers = headers.without("date")
         if received is not None:
@@ -239,4 +243,4 @@ def client_not_modified(request: RequestHead, head: ResponseHead) -> bool:
 
 def not_modified_head(head: ResponseHead) -> ResponseHead:
     """The 304 sent in place of a stored response (RFC 9110 §15.4.5): metadata fields, no content fields."""
-    return ResponseHead(304, Headers((k, v) for k, v in head.headers if k.lower() in _NOT_MODIFIED_FIELDS))
+    return ResponseHead(304, head.headers.only(_NOT_MODIFIED_FIELDS))

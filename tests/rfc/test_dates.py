@@ -143,3 +143,21 @@ def _ims(since: str) -> bool:
 def test_rfc9110_13_1_3_if_modified_since_parsed_strictly() -> None:
     assert _ims(format_http_date(T))
     assert not _ims(format_http_date(T).replace("GMT", "UTC"))
+
+
+def test_parsed_dates_memo_stays_bounded_and_keeps_no_rfc850_or_long_value() -> None:
+    from proxy.rfc import dates
+
+    for n in range(dates.MEMO_LIMIT + 10):
+        value = format_http_date(EPOCH_1994 + n)
+        assert parse_http_date(value) == EPOCH_1994 + n
+        assert parse_http_date(value) == EPOCH_1994 + n  # the second time from the memo
+        assert len(dates._parsed) <= dates.MEMO_LIMIT
+    padded = " " * dates.MEMO_LENGTH + "Sun, 06 Nov 1994 08:49:37 GMT"
+    assert parse_http_date(padded) == EPOCH_1994 and padded not in dates._parsed
+    # RFC 850's two-digit year depends on ``now`` (RFC 9110 §5.6.7): never answered from the memo.
+    rfc850 = "Sunday, 06-Nov-94 08:49:37 GMT"
+    assert parse_http_date(rfc850, now=T) == EPOCH_1994 and rfc850 not in dates._parsed
+    in_2050 = parse_http_date("Thursday, 18-Aug-50 02:01:18 GMT", now=FUTURE_2050)
+    assert in_2050 == FUTURE_2050
+    assert parse_http_date("Thursday, 18-Aug-50 02:01:18 GMT", now=EPOCH_1994) != in_2050  # 1950, asked in 1994

@@ -229,3 +229,17 @@ def test_targeted_fallback(fields: list[tuple[str, str]], expected: dict[str, st
     parsed = response_directives(Headers(fields))
     assert dict(parsed.items) == expected
     assert parsed.targeted is targeted
+
+
+def test_parsed_lines_memo_stays_bounded_and_keeps_no_long_value() -> None:
+    from proxy.rfc import directives
+
+    for n in range(directives.MEMO_LIMIT + 10):
+        line = f"max-age={n}, public"
+        assert parse_directives([line]).delta("max-age") == n
+        assert parse_directives([line]) is parse_directives([line])  # the second time from the memo
+        assert len(directives._parsed) <= directives.MEMO_LIMIT
+    long = "private, " + "x" * directives.MEMO_LENGTH
+    assert parse_directives([long]).unqualified("private") and long not in directives._parsed
+    # Several lines are one list (RFC 9110 §5.3): parsed together, never from one line's memo.
+    assert parse_directives(["max-age=5", "max-age=7, no-store"]).items == {"max-age": "5", "no-store": None}

@@ -183,7 +183,7 @@ def start_cacheproxy(
     if granian:
         env = ["env", f"CACHEPROXY_UPSTREAM={upstream}", f"CACHEPROXY_ACCESS_LOG={int(access_log)}"]
         args = [*env, "granian", "--interface", "asgi", "--loop", "uvloop", "--host", HOST, "--port", str(port),
-                "--factory", "proxy.app:create_app_from_env"]  # fmt: skip
+                "--factory", "proxy.server:create_app_from_env"]  # fmt: skip
     else:
         args = [sys.executable, "-m", "proxy", "serve", "--upstream", upstream, "--host", HOST, "--port", str(port)]
         args += [] if access_log else ["--no-access-log"]

@@ -54,12 +54,14 @@ class AccessLog:
 
     The request path only appends a small record to a list (no formatting, no I/O, no lock). ``flush`` turns the
     pending records into lines with ``format_lines`` and writes them with as few system calls as possible, in order;
-    ``run`` flushes every ``interval`` seconds and once more when it is cancelled (lifespan shutdown, after uvicorn has
-    finished every in-flight request on SIGTERM), so no line is lost. Lines are written in pieces of whole lines of at
+    ``run`` flushes every ``interval`` seconds, in slices of ``BATCH`` records with the event loop free between them,
+    and once more when it is cancelled (lifespan shutdown, after uvicorn has finished every in-flight request on
+    SIGTERM), so no line is lost. Lines are written in pieces of whole lines of at
     most ``PIPE_BUF`` bytes, so several workers sharing a pipe or an ``O_APPEND`` file never interleave inside a line.
     """
 
     PIECE = 4096  # PIPE_BUF on Linux: a write of at most this many bytes to a pipe is atomic
+    BATCH = 256  # records formatted between two turns of the event loop (about 0.25 ms)
 
     def __init__(self, fd: int, format_lines: Callable[[list[Any]], list[str]], *, interval: float = 0.1) -> None:
         self.fd = fd
@@ -68,11 +70,17 @@ class AccessLog:
         self.pending: list[Any] = []
         self.append = self.pending.append  # bound once: the per-request cost is this one call
 
-    def flush(self) -> None:
-        if not self.pending:
+    def flush(self, most: int | None = None) -> None:
+        """Write the pending records, the oldest ``most`` of them when given (the rest stay, in order)."""
+        pending = self.pending
+        if not pending:
             return
-        records = self.pending[:]
-        self.pending.clear()
+        if most is None or len(pending) <= most:
+            records = pending[:]
+            pending.clear()
+        else:
+            records = pending[:most]
+            del pending[:most]
         lines = self.format_lines(records)
         lines.append("")
         data = "\n".join(lines).encode("utf-8", "backslashreplace")
@@ -97,14 +105,20 @@ class AccessLog:
         try:
             while True:
                 await asyncio.sleep(self.interval)
+                # In slices of BATCH records, the event loop answering requests between them: formatting a whole
+                # interval's records at once (3,500 at 35,000 hits/s) held every request for milliseconds, ten times
+                # a second, which was the hits' p99.
+                while len(self.pending) > self.BATCH:
+                    self._flush_or_complain(self.BATCH)
+                    await asyncio.sleep(0)
                 self._flush_or_complain()
         finally:
             self._flush_or_complain()
 
-    def _flush_or_complain(self) -> None:
+    def _flush_or_complain(self, most: int | None = None) -> None:
         """A batch that cannot be written (disk full, a closed pipe) is reported and dropped; the writer carries on."""
         try:
-            self.flush()
+            self.flush(most)
         except Exception:
             logging.getLogger("cacheproxy").exception("access log: a batch of lines could not be written")
 

@@ -163,6 +163,37 @@ def test_cli_flag_reaches_settings() -> None:
     assert settings_from_args(args).access_log_file == "/tmp/a.log"
 
 
+async def test_issue11_run_writes_a_large_backlog_in_slices_with_the_loop_free_between(tmp_path: Path) -> None:
+    """A backlog of several slices is written in order, ``BATCH`` records at a time, and other tasks run between the
+    slices (formatting an interval's records at once held every request for milliseconds: the hits' p99)."""
+    path = tmp_path / "out.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    writer = AccessLog(fd, lines_formatter("text"), interval=0.01)
+    sizes: list[int] = []  # lines in the file each time another task got to run
+
+    async def watcher() -> None:
+        while True:
+            sizes.append(len(path.read_text().splitlines()))
+            await asyncio.sleep(0)
+
+    for n in range(3 * AccessLog.BATCH + 10):
+        writer.append(record(n))
+    watching = asyncio.ensure_future(watcher())
+    running = asyncio.ensure_future(writer.run())
+    for _ in range(200):
+        await asyncio.sleep(0.005)
+        if not writer.pending:
+            break
+    running.cancel()
+    watching.cancel()
+    await asyncio.gather(running, watching, return_exceptions=True)
+    os.close(fd)
+    lines = path.read_text().splitlines()
+    assert [int(line.rsplit("bytes=", 1)[1]) for line in lines] == list(range(3 * AccessLog.BATCH + 10))
+    for slices in (1, 2, 3):
+        assert slices * AccessLog.BATCH in sizes  # the watcher ran after each slice
+
+
 def test_writer_survives_a_failed_batch(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     path = tmp_path / "out.log"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)

@@ -21,8 +21,11 @@ The request is then counted, logged and timed exactly like the same hit answered
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger("cacheproxy.edgehit")
 
 JOIN_BELOW = 64 * 1024  # a body up to this size is copied behind its head and sent with it in one write
 AnswerNow = Callable[[Any], "tuple[bytes, bytes] | None"]
@@ -48,7 +51,11 @@ class HitAtTheEdge:
             and not self.transport.is_closing()
         ):
             answer_now: AnswerNow | None = getattr(app, "answer_now", None)
-            found = answer_now(cycle.scope) if answer_now is not None else None
+            try:
+                found = answer_now(cycle.scope) if answer_now is not None else None
+            except Exception:  # inside the parser's callback an exception would become a 400: let ASGI answer
+                log.exception("a hit could not be answered in place; answered through ASGI")
+                found = None
             if found is not None:
                 head, body = found
                 if len(body) <= JOIN_BELOW:

@@ -17,14 +17,18 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+from uvicorn.server import ServerState
 
 from proxy.app import ProxyApp
 from proxy.clock import FakeClock
 from proxy.config import Settings
+from proxy.edgehit import JOIN_BELOW
 from proxy.hot import HotPath, wire_head
 from proxy.messages import Entry, Headers, RequestHead, ResponseHead
+from proxy.server import EdgeProtocol
 from tests.security.harness import CRLF, ProxyProcess, Received, proxy_process, recording_upstream, response_bytes
 
 # unit: our bytes are uvicorn's bytes
@@ -146,10 +150,16 @@ async def test_issue11_edge_never_answers_from_a_store_that_needs_io_or_a_stale_
 # process: raw bytes to a real proxy
 
 
+BIG = bytes(range(256)) * 400  # 100 KiB: past JOIN_BELOW, written as head and body
+
+
 def slow_or_echo(received: Received) -> bytes:
-    """``/slow...`` answers after half a second; everything else at once. All cacheable for a minute."""
+    """``/slow...`` answers after half a second, ``/big...`` with ``BIG``; everything else at once with its target.
+    All cacheable for a minute."""
     if received.target.startswith(b"/slow"):
         time.sleep(0.5)
+    if received.target.startswith(b"/big"):
+        return response_bytes(body=BIG)
     return response_bytes(body=b"upstream saw " + received.target)
 
 
@@ -242,3 +252,46 @@ def test_issue11_hits_at_the_edge_counted_in_metrics(proxy: ProxyProcess) -> Non
         answers = read_responses(sock, ["GET"] * 25)
     assert all(body == b"upstream saw /m/a" for _s, _f, body in answers)
     assert hits() - before == 25
+
+
+def test_issue11_large_hit_written_as_head_then_body_intact(proxy: ProxyProcess) -> None:
+    assert len(BIG) > JOIN_BELOW
+    warm(proxy, "/big/1")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(get("/big/1") + get("/big/1", "HEAD") + get("/big/1"))
+        answers = read_responses(sock, ["GET", "HEAD", "GET"])
+    assert [body == BIG for _s, _f, body in answers] == [True, False, True]
+    assert all("hit" in fields["cache-status"] for _s, fields, _b in answers)
+
+
+class _Failing:
+    """An app whose in-place answer breaks: the request must still be answered, through ASGI."""
+
+    def answer_now(self, scope: Any) -> tuple[bytes, bytes] | None:
+        raise RuntimeError("a bug")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"asgi"})
+
+
+def test_issue11_a_failing_in_place_answer_falls_back_to_asgi_not_to_a_400(caplog: pytest.LogCaptureFixture) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        config = uvicorn.Config(_Failing(), lifespan="off", log_config=None, proxy_headers=False)
+        config.load()
+        assert config.loaded_app.answer_now  # unwrapped, as `cacheproxy serve` runs it
+        protocol = EdgeProtocol(config, ServerState(), {}, loop)
+        transport = _Transport()
+        transport.get_extra_info = lambda name, default=None: {  # type: ignore[method-assign]
+            "peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8080),
+        }.get(name, default)  # fmt: skip
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol.data_received(get("/x"))
+        loop.run_until_complete(asyncio.sleep(0.05))
+        protocol.connection_lost(None)
+    finally:
+        loop.close()
+    written = b"".join(transport.written)
+    assert written.startswith(b"HTTP/1.1 200 OK") and written.endswith(b"asgi")
+    assert "a hit could not be answered in place" in caplog.text

@@ -111,14 +111,12 @@ class HotPath:
         route, key, store = found
         instant = self._instant.get(id(store))  # a memory store answers without a coroutine
         candidates = instant.get_now(key) if instant is not None else await self.service.lookup(store, key)
-        age = plain_hit_age(candidates, self.clock.now())
-        if age is None:
+        hit = self._fresh(request, route, key, candidates)
+        if hit is None:
             return Lookup(route, key, candidates)
-        entry = candidates[0]
-        prepared = self._prepared_for(key, entry, age, request.method == "HEAD")
-        await send(prepared.start)
-        await send(prepared.body)
-        return Hit(route.name, entry.head.status, len(prepared.body["body"]), key)
+        await send(hit[1].start)
+        await send(hit[1].body)
+        return hit[0]
 
     def serve_now(self, request: RequestHead) -> tuple[Hit, bytes, bytes] | None:
         """``serve`` without a coroutine, for the server protocol (``proxy.edgehit``): the hit as the response head
@@ -129,18 +127,21 @@ class HotPath:
             return None
         route, key, store = found
         instant = self._instant.get(id(store))
-        if instant is None:
+        hit = None if instant is None else self._fresh(request, route, key, instant.get_now(key))
+        if hit is None or hit[1].wire is None:
             return None
-        candidates = instant.get_now(key)
+        return hit[0], hit[1].wire, hit[1].body["body"]
+
+    def _fresh(
+        self, request: RequestHead, route: Route, key: str, candidates: list[Entry]
+    ) -> tuple[Hit, Prepared] | None:
+        """The hit and its prepared messages when ``candidates`` hold one entry a plain request may be served fresh."""
         age = plain_hit_age(candidates, self.clock.now())
         if age is None:
             return None
         entry = candidates[0]
         prepared = self._prepared_for(key, entry, age, request.method == "HEAD")
-        if prepared.wire is None:
-            return None
-        body: bytes = prepared.body["body"]
-        return Hit(route.name, entry.head.status, len(body), key), prepared.wire, body
+        return Hit(route.name, entry.head.status, len(prepared.body["body"]), key), prepared
 
     def _plain(self, request: RequestHead) -> tuple[Route, str, Storage] | None:
         """The route, key and store of a plain request (see the module docstring) no fetch is running for."""
